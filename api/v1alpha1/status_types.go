@@ -1,0 +1,164 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Condition types, kstatus conventions: Ready always; Reconciling and Stalled only while true.
+const (
+	ConditionReady       = "Ready"
+	ConditionReconciling = "Reconciling"
+	ConditionStalled     = "Stalled"
+)
+
+// FeatureState summarises one feature.
+// +kubebuilder:validation:Enum=Enforced;Pending;Error;Disabled
+type FeatureState string
+
+const (
+	// FeatureEnforced: the template was created without errors and every Gatekeeper pod
+	// enforces the constraint at its current generation.
+	FeatureEnforced FeatureState = "Enforced"
+	// FeaturePending: the feature's objects were applied and Gatekeeper has not caught up yet.
+	FeaturePending FeatureState = "Pending"
+	// FeatureError: Gatekeeper reported an error for the template or constraint, or applying
+	// them failed.
+	FeatureError FeatureState = "Error"
+	// FeatureDisabled: the feature is off (or the master switch is); nothing is generated.
+	FeatureDisabled FeatureState = "Disabled"
+)
+
+// MaxSampleViolations is how many audit violations a feature's status shows.
+const MaxSampleViolations = 5
+
+// PodSecurityConstraintsStatus is what the operator and Gatekeeper report.
+type PodSecurityConstraintsStatus struct {
+	// ObservedGeneration is the spec generation the status was computed for.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Conditions: Ready, and Reconciling / Stalled while they are true.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// EnabledFeatures counts the features switched on (0 when the master switch is off).
+	// +optional
+	EnabledFeatures int32 `json:"enabledFeatures"`
+
+	// EnforcedFeatures counts the features in state Enforced.
+	// +optional
+	EnforcedFeatures int32 `json:"enforcedFeatures"`
+
+	// TotalViolations is the sum of the audit violations of all features.
+	// +optional
+	TotalViolations int64 `json:"totalViolations"`
+
+	// Features has one entry per feature, enabled or not, in API order.
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Features []FeatureStatus `json:"features,omitempty"`
+}
+
+// FeatureStatus is the state of one feature.
+type FeatureStatus struct {
+	// Name is the feature's field name in spec, such as privilegedContainers.
+	Name string `json:"name"`
+
+	// State: Enforced, Pending, Error or Disabled.
+	State FeatureState `json:"state"`
+
+	// TemplateName is the ConstraintTemplate generated for the feature.
+	// +optional
+	TemplateName string `json:"templateName,omitempty"`
+
+	// ConstraintKind and ConstraintName identify the generated constraint.
+	// +optional
+	ConstraintKind string `json:"constraintKind,omitempty"`
+	// +optional
+	ConstraintName string `json:"constraintName,omitempty"`
+
+	// EnforcementAction is the effective action of the constraint.
+	// +optional
+	EnforcementAction EnforcementAction `json:"enforcementAction,omitempty"`
+
+	// TemplateCreated is Gatekeeper's status.created of the template.
+	// +optional
+	TemplateCreated bool `json:"templateCreated,omitempty"`
+
+	// Enforced is true when every Gatekeeper pod enforces the constraint's current generation.
+	// +optional
+	Enforced bool `json:"enforced,omitempty"`
+
+	// TotalViolations is the constraint's audit violation count.
+	// +optional
+	TotalViolations int64 `json:"totalViolations,omitempty"`
+
+	// AuditTimestamp is when Gatekeeper's audit last ran for the constraint.
+	// +optional
+	AuditTimestamp *metav1.Time `json:"auditTimestamp,omitempty"`
+
+	// Violations are up to five audit violations, as samples.
+	// +kubebuilder:validation:MaxItems=5
+	// +listType=atomic
+	// +optional
+	Violations []Violation `json:"violations,omitempty"`
+
+	// Message explains the state in a sentence.
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// Violation is one audit result.
+type Violation struct {
+	Kind string `json:"kind"`
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name"`
+	Message   string `json:"message"`
+	// +optional
+	EnforcementAction string `json:"enforcementAction,omitempty"`
+}
+
+// PodSecurityConstraints switches pod security features on for the whole cluster; the
+// operator turns each enabled feature into a Gatekeeper ConstraintTemplate and Constraint.
+// There is one per cluster, named "cluster".
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:scope=Cluster,shortName=psc,categories=policy
+// +kubebuilder:subresource:status
+// +kubebuilder:printcolumn:name="Enabled",type=integer,JSONPath=`.status.enabledFeatures`,description="Features switched on"
+// +kubebuilder:printcolumn:name="Enforced",type=integer,JSONPath=`.status.enforcedFeatures`,description="Features Gatekeeper enforces"
+// +kubebuilder:printcolumn:name="Violations",type=integer,JSONPath=`.status.totalViolations`,description="Audit violations, all features"
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:validation:XValidation:rule="self.metadata.name == 'cluster'",message="there is one PodSecurityConstraints per cluster and it must be named 'cluster'"
+type PodSecurityConstraints struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +optional
+	Spec PodSecurityConstraintsSpec `json:"spec,omitempty"`
+	// +optional
+	Status PodSecurityConstraintsStatus `json:"status,omitempty"`
+}
+
+// PodSecurityConstraintsList is a list of PodSecurityConstraints.
+//
+// +kubebuilder:object:root=true
+type PodSecurityConstraintsList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []PodSecurityConstraints `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&PodSecurityConstraints{}, &PodSecurityConstraintsList{})
+}
+
+// MasterEnabled reports the master switch; absent means on.
+func (s *PodSecurityConstraintsSpec) MasterEnabled() bool {
+	return s.Enabled == nil || *s.Enabled
+}

@@ -1,0 +1,140 @@
+package controllers
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/podsecurity/psc-operator/api/v1alpha1"
+)
+
+// templateObservation is what Gatekeeper reports about a ConstraintTemplate.
+type templateObservation struct {
+	Exists  bool
+	Created bool
+	// Errors are the compile errors Gatekeeper's pods reported, one line each.
+	Errors []string
+}
+
+// constraintObservation is what Gatekeeper reports about a constraint.
+type constraintObservation struct {
+	Exists     bool
+	Generation int64
+	ByPod      []constraintPodStatus
+	// Audit results.
+	TotalViolations int64
+	AuditTimestamp  *metav1.Time
+	Violations      []v1alpha1.Violation
+}
+
+type constraintPodStatus struct {
+	ID                 string
+	Enforced           bool
+	ObservedGeneration int64
+	Errors             []string
+}
+
+// observeTemplate reads status.created and status.byPod[].errors of a ConstraintTemplate.
+func observeTemplate(u *unstructured.Unstructured) templateObservation {
+	if u == nil {
+		return templateObservation{}
+	}
+	obs := templateObservation{Exists: true}
+	obs.Created, _, _ = unstructured.NestedBool(u.Object, "status", "created")
+	byPod, _, _ := unstructured.NestedSlice(u.Object, "status", "byPod")
+	for _, p := range byPod {
+		pod, ok := p.(map[string]interface{})
+		if !ok {
+			continue
+		}
+		obs.Errors = append(obs.Errors, gatekeeperErrors(pod)...)
+	}
+	obs.Errors = uniqueSorted(obs.Errors)
+	return obs
+}
+
+// observeConstraint reads the enforcement and audit status of a constraint.
+func observeConstraint(u *unstructured.Unstructured) constraintObservation {
+	if u == nil {
+		return constraintObservation{}
+	}
+	obs := constraintObservation{Exists: true, Generation: u.GetGeneration()}
+	byPod, _, _ := unstructured.NestedSlice(u.Object, "status", "byPod")
+	for _, p := range byPod {
+		pod, ok := p.(map[string]interface{})
+		if !ok {
+			continue
+		}
+		st := constraintPodStatus{Errors: gatekeeperErrors(pod)}
+		st.ID, _, _ = unstructured.NestedString(pod, "id")
+		st.Enforced, _, _ = unstructured.NestedBool(pod, "enforced")
+		st.ObservedGeneration, _, _ = unstructured.NestedInt64(pod, "observedGeneration")
+		obs.ByPod = append(obs.ByPod, st)
+	}
+	sort.Slice(obs.ByPod, func(i, j int) bool { return obs.ByPod[i].ID < obs.ByPod[j].ID })
+
+	obs.TotalViolations, _, _ = unstructured.NestedInt64(u.Object, "status", "totalViolations")
+	if ts, ok, _ := unstructured.NestedString(u.Object, "status", "auditTimestamp"); ok {
+		if t, err := time.Parse(time.RFC3339, ts); err == nil {
+			mt := metav1.NewTime(t)
+			obs.AuditTimestamp = &mt
+		}
+	}
+	violations, _, _ := unstructured.NestedSlice(u.Object, "status", "violations")
+	for _, v := range violations {
+		m, ok := v.(map[string]interface{})
+		if !ok {
+			continue
+		}
+		if len(obs.Violations) == v1alpha1.MaxSampleViolations {
+			break
+		}
+		obs.Violations = append(obs.Violations, v1alpha1.Violation{
+			Kind:              str(m, "kind"),
+			Namespace:         str(m, "namespace"),
+			Name:              str(m, "name"),
+			Message:           str(m, "message"),
+			EnforcementAction: str(m, "enforcementAction"),
+		})
+	}
+	return obs
+}
+
+func gatekeeperErrors(pod map[string]interface{}) []string {
+	errs, _, _ := unstructured.NestedSlice(pod, "errors")
+	var out []string
+	for _, e := range errs {
+		m, ok := e.(map[string]interface{})
+		if !ok {
+			continue
+		}
+		msg := str(m, "message")
+		if code := str(m, "code"); code != "" {
+			msg = fmt.Sprintf("%s: %s", code, msg)
+		}
+		out = append(out, msg)
+	}
+	return out
+}
+
+func str(m map[string]interface{}, key string) string {
+	s, _ := m[key].(string)
+	return s
+}
+
+func uniqueSorted(in []string) []string {
+	if len(in) == 0 {
+		return nil
+	}
+	sort.Strings(in)
+	out := in[:1]
+	for _, s := range in[1:] {
+		if s != out[len(out)-1] {
+			out = append(out, s)
+		}
+	}
+	return out
+}

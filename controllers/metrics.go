@@ -1,0 +1,60 @@
+package controllers
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/podsecurity/psc-operator/api/v1alpha1"
+)
+
+// Metrics are the operator's own gauges; controller-runtime adds reconcile counts and
+// durations (controller_runtime_reconcile_total, controller_runtime_reconcile_time_seconds).
+type Metrics struct {
+	featureState      *prometheus.GaugeVec
+	featureViolations *prometheus.GaugeVec
+}
+
+// NewMetrics creates the gauges and registers them.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		featureState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "psc_feature_state",
+			Help: "1 for the state each pod security feature is in (Enforced, Pending, Error, Disabled), 0 for the others.",
+		}, []string{"feature", "state"}),
+		featureViolations: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "psc_feature_audit_violations",
+			Help: "Audit violations Gatekeeper reports for each pod security feature.",
+		}, []string{"feature"}),
+	}
+	for _, c := range []prometheus.Collector{m.featureState, m.featureViolations} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+var allStates = []v1alpha1.FeatureState{v1alpha1.FeatureEnforced, v1alpha1.FeaturePending, v1alpha1.FeatureError, v1alpha1.FeatureDisabled}
+
+func (m *Metrics) observe(st v1alpha1.PodSecurityConstraintsStatus) {
+	if m == nil {
+		return
+	}
+	for _, f := range st.Features {
+		for _, s := range allStates {
+			v := 0.0
+			if f.State == s {
+				v = 1
+			}
+			m.featureState.WithLabelValues(f.Name, string(s)).Set(v)
+		}
+		m.featureViolations.WithLabelValues(f.Name).Set(float64(f.TotalViolations))
+	}
+}
+
+func (m *Metrics) forget() {
+	if m == nil {
+		return
+	}
+	m.featureState.Reset()
+	m.featureViolations.Reset()
+}

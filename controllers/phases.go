@@ -1,0 +1,393 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/podsecurity/psc-operator/api/v1alpha1"
+	"github.com/podsecurity/psc-operator/templates"
+)
+
+const (
+	templateCRDName  = "constrainttemplates.templates.gatekeeper.sh"
+	constraintsGroup = "constraints.gatekeeper.sh"
+)
+
+// changes lists what a reconcile changed in the cluster, for events and logs.
+type changes struct {
+	Applied []string // feature names whose template or constraint was created or updated
+	Pruned  []string // Kind/name of deleted objects
+}
+
+// reconcile is the pipeline: validate, render, check Gatekeeper, apply templates, wait for
+// them, apply constraints, prune, and read Gatekeeper's status. Each step records what it
+// found in the facts; the status is derived from them afterwards.
+func (r *Reconciler) reconcile(ctx context.Context, obj *v1alpha1.PodSecurityConstraints) (reconcileFacts, changes, ctrl.Result) {
+	log := logf.FromContext(ctx)
+	var ch changes
+	facts := reconcileFacts{Generation: obj.Generation, MasterEnabled: obj.Spec.MasterEnabled()}
+	for _, f := range templates.Features() {
+		facts.Features = append(facts.Features, featureFacts{Feature: f})
+	}
+	steady := ctrl.Result{RequeueAfter: r.RefreshInterval}
+
+	// Validate: the API server already did, unless the object predates the CRD's rules.
+	if errs := r.Validator.Validate(ctx, obj); len(errs) > 0 {
+		facts.Stalled = &failure{Reason: ReasonInvalidSpec, Message: "The spec is invalid and was not applied: " + errs.ToAggregate().Error()}
+		return facts, ch, ctrl.Result{}
+	}
+
+	rendered, err := templates.Render(&obj.Spec, r.Options)
+	if err != nil {
+		facts.Stalled = &failure{Reason: ReasonRenderFailed, Message: err.Error()}
+		return facts, ch, ctrl.Result{}
+	}
+	byName := map[string]templates.Rendered{}
+	for _, rd := range rendered {
+		byName[rd.Feature.Name] = rd
+	}
+	for i := range facts.Features {
+		f := &facts.Features[i]
+		if rd, ok := byName[f.Feature.Name]; ok {
+			f.Enabled = true
+			action, _, _ := unstructured.NestedString(rd.Constraint.Object, "spec", "enforcementAction")
+			f.EnforcementAction = v1alpha1.EnforcementAction(action)
+		}
+	}
+
+	crds, err := r.gatekeeperCRDs(ctx)
+	if err != nil {
+		facts.Failed = &failure{Reason: ReasonStatusReadFailed, Message: err.Error()}
+		return facts, ch, ctrl.Result{RequeueAfter: transientRequeue}
+	}
+	if !crds[templateCRDName] {
+		facts.Failed = &failure{Reason: ReasonGatekeeperNotInstalled, Message: "Gatekeeper is not installed: the CRD " + templateCRDName +
+			" does not exist. Install OPA Gatekeeper (v3.x); the operator applies the policies as soon as it appears."}
+		r.watches.sync(ctx, nil)
+		return facts, ch, ctrl.Result{RequeueAfter: gatekeeperAbsentRequeue}
+	}
+	r.watches.sync(ctx, watchedKinds(crds))
+
+	pending := false
+	for i := range facts.Features {
+		f := &facts.Features[i]
+		rd, ok := byName[f.Feature.Name]
+		if !ok {
+			continue
+		}
+		live, applied, err := r.applyObject(ctx, obj, rd.Template)
+		if err != nil {
+			if isTransient(err) {
+				f.Waiting, pending = "Waiting to apply the template: "+err.Error(), true
+			} else {
+				f.ApplyError = "Applying the template failed: " + err.Error()
+			}
+			continue
+		}
+		f.Template = observeTemplate(live)
+		f.ConstraintCRDReady = crds[constraintCRDName(f.Feature.ConstraintKind())]
+		if applied {
+			ch.Applied = append(ch.Applied, f.Feature.Name)
+		}
+		if !f.Template.Created || len(f.Template.Errors) > 0 || !f.ConstraintCRDReady {
+			pending = pending || len(f.Template.Errors) == 0
+			continue
+		}
+		live, applied, err = r.applyObject(ctx, obj, rd.Constraint)
+		if err != nil {
+			if isTransient(err) {
+				// Gatekeeper is still loading the template: wait, it is not an error.
+				f.Waiting, pending = "Waiting to apply the constraint: "+err.Error(), true
+				log.V(1).Info("Waiting for Gatekeeper to accept the constraint", "feature", f.Feature.Name, "reason", err.Error())
+				continue
+			}
+			f.ApplyError = "Applying the constraint failed: " + err.Error()
+			continue
+		}
+		f.Constraint = observeConstraint(live)
+		if applied && !contains(ch.Applied, f.Feature.Name) {
+			ch.Applied = append(ch.Applied, f.Feature.Name)
+		}
+	}
+
+	pruned, err := r.pruneStale(ctx, rendered)
+	ch.Pruned = pruned
+	if err != nil {
+		facts.Failed = &failure{Reason: ReasonPruneFailed, Message: "Pruning stale objects failed: " + err.Error()}
+		return facts, ch, ctrl.Result{RequeueAfter: transientRequeue}
+	}
+
+	for _, f := range facts.Features {
+		if f.Enabled && f.ApplyError == "" && len(f.Template.Errors) == 0 && featureNotEnforcedYet(f) {
+			pending = true
+		}
+	}
+	if pending {
+		return facts, ch, ctrl.Result{RequeueAfter: transientRequeue}
+	}
+	return facts, ch, steady
+}
+
+func featureNotEnforcedYet(f featureFacts) bool {
+	state, _ := featureState(f)
+	return state == v1alpha1.FeaturePending
+}
+
+// gatekeeperCRDs lists the names of Gatekeeper's template and constraint CRDs that exist.
+func (r *Reconciler) gatekeeperCRDs(ctx context.Context) (map[string]bool, error) {
+	list := &metav1.PartialObjectMetadataList{}
+	list.SetGroupVersionKind(apiextensionsv1.SchemeGroupVersion.WithKind("CustomResourceDefinitionList"))
+	if err := r.Client.List(ctx, list); err != nil {
+		return nil, fmt.Errorf("listing CRDs: %w", err)
+	}
+	out := map[string]bool{}
+	for _, crd := range list.Items {
+		if isGatekeeperCRD(crd.Name) && crd.DeletionTimestamp.IsZero() {
+			out[crd.Name] = true
+		}
+	}
+	return out, nil
+}
+
+func isGatekeeperCRD(name string) bool {
+	return name == templateCRDName || strings.HasSuffix(name, "."+constraintsGroup)
+}
+
+// constraintCRDName is the CRD Gatekeeper creates for a constraint kind.
+func constraintCRDName(kind string) string {
+	return strings.ToLower(kind) + "." + constraintsGroup
+}
+
+// watchedKinds are the kinds to watch given the Gatekeeper CRDs that exist: templates, and
+// constraints of our kinds (the operator has no business watching anyone else's).
+func watchedKinds(crds map[string]bool) []schema.GroupVersionKind {
+	var kinds []schema.GroupVersionKind
+	if crds[templateCRDName] {
+		kinds = append(kinds, templates.TemplateGVK)
+	}
+	for _, f := range templates.Features() {
+		if crds[constraintCRDName(f.ConstraintKind())] {
+			kinds = append(kinds, templates.ConstraintGroupVersion.WithKind(f.ConstraintKind()))
+		}
+	}
+	return kinds
+}
+
+// applyObject server-side applies a desired object unless the live object already matches
+// it, so a steady-state reconcile writes nothing. It returns the live object.
+func (r *Reconciler) applyObject(ctx context.Context, owner *v1alpha1.PodSecurityConstraints, desired *unstructured.Unstructured) (*unstructured.Unstructured, bool, error) {
+	desired = desired.DeepCopy()
+	desired.SetOwnerReferences([]metav1.OwnerReference{{
+		APIVersion: v1alpha1.GroupVersion.String(),
+		Kind:       "PodSecurityConstraints",
+		Name:       owner.Name,
+		UID:        owner.UID,
+	}})
+
+	live := &unstructured.Unstructured{}
+	live.SetGroupVersionKind(desired.GroupVersionKind())
+	err := r.APIReader.Get(ctx, types.NamespacedName{Name: desired.GetName()}, live)
+	switch {
+	case err == nil && upToDate(desired, live):
+		return live, false, nil
+	case err != nil && !apierrors.IsNotFound(err):
+		return nil, false, fmt.Errorf("getting %s %s: %w", desired.GetKind(), desired.GetName(), err)
+	}
+	//nolint:staticcheck // SSA of unstructured objects through Patch is the supported path for dynamic kinds.
+	if err := r.Client.Patch(ctx, desired, client.Apply, client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
+		return nil, false, fmt.Errorf("applying %s %s: %w", desired.GetKind(), desired.GetName(), err)
+	}
+	logf.FromContext(ctx).Info("Applied object", "kind", desired.GetKind(), "name", desired.GetName())
+	return desired, true, nil
+}
+
+// upToDate reports whether every field the operator sets has the desired value in the live
+// object; fields others set (status, defaults, metadata) are ignored.
+func upToDate(desired, live *unstructured.Unstructured) bool {
+	if !subset(toInterfaceMap(desired.GetLabels()), toInterfaceMap(live.GetLabels())) {
+		return false
+	}
+	if !ownerRefsMatch(desired.GetOwnerReferences(), live.GetOwnerReferences()) {
+		return false
+	}
+	return subset(desired.Object["spec"], live.Object["spec"])
+}
+
+func ownerRefsMatch(desired, live []metav1.OwnerReference) bool {
+	for _, d := range desired {
+		found := false
+		for _, l := range live {
+			if l.UID == d.UID && l.Kind == d.Kind && l.Name == d.Name {
+				found = true
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// subset reports whether want is contained in have: maps by key, lists element by element and
+// exactly as long, scalars equal (numbers compared by value).
+func subset(want, have interface{}) bool {
+	switch w := want.(type) {
+	case map[string]interface{}:
+		h, ok := have.(map[string]interface{})
+		if !ok {
+			return len(w) == 0 && have == nil
+		}
+		for k, v := range w {
+			if !subset(v, h[k]) {
+				return false
+			}
+		}
+		return true
+	case []interface{}:
+		h, ok := have.([]interface{})
+		if !ok {
+			return len(w) == 0 && have == nil
+		}
+		if len(w) != len(h) {
+			return false
+		}
+		for i := range w {
+			if !subset(w[i], h[i]) {
+				return false
+			}
+		}
+		return true
+	case int64, int32, int, float64:
+		wf, ok1 := toFloat(w)
+		hf, ok2 := toFloat(have)
+		return ok1 && ok2 && wf == hf
+	default:
+		return want == have
+	}
+}
+
+func toFloat(v interface{}) (float64, bool) {
+	switch n := v.(type) {
+	case int64:
+		return float64(n), true
+	case int32:
+		return float64(n), true
+	case int:
+		return float64(n), true
+	case float64:
+		return n, true
+	}
+	return 0, false
+}
+
+func toInterfaceMap(m map[string]string) map[string]interface{} {
+	out := make(map[string]interface{}, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// pruneStale deletes every object labelled as ours that is not in the desired set:
+// constraints first, then templates. Objects without our label are never touched.
+func (r *Reconciler) pruneStale(ctx context.Context, desired []templates.Rendered) ([]string, error) {
+	want := map[string]bool{}
+	for _, obj := range templates.Objects(desired) {
+		want[obj.GetKind()+"/"+obj.GetName()] = true
+	}
+	ours := client.MatchingLabels{templates.LabelManagedBy: templates.ManagedByValue}
+
+	tmplList := &unstructured.UnstructuredList{}
+	tmplList.SetGroupVersionKind(templates.TemplateGVK.GroupVersion().WithKind("ConstraintTemplateList"))
+	if err := r.APIReader.List(ctx, tmplList, ours); err != nil {
+		if meta.IsNoMatchError(err) || apierrors.IsNotFound(err) {
+			return nil, nil // Gatekeeper is not installed: nothing of ours can exist.
+		}
+		return nil, fmt.Errorf("listing ConstraintTemplates: %w", err)
+	}
+
+	// Constraint kinds to look at: ours by the registry, plus those of our templates (a
+	// template renamed by an upgrade leaves its old kind behind).
+	kinds := map[string]bool{}
+	for _, f := range templates.Features() {
+		kinds[f.ConstraintKind()] = true
+	}
+	for _, t := range tmplList.Items {
+		if k, ok, _ := unstructured.NestedString(t.Object, "spec", "crd", "spec", "names", "kind"); ok && k != "" {
+			kinds[k] = true
+		}
+	}
+	sortedKinds := make([]string, 0, len(kinds))
+	for k := range kinds {
+		sortedKinds = append(sortedKinds, k)
+	}
+	sort.Strings(sortedKinds)
+
+	var pruned []string
+	var errs []error
+	for _, kind := range sortedKinds {
+		list := &unstructured.UnstructuredList{}
+		list.SetGroupVersionKind(templates.ConstraintGroupVersion.WithKind(kind + "List"))
+		if err := r.APIReader.List(ctx, list, ours); err != nil {
+			if meta.IsNoMatchError(err) || apierrors.IsNotFound(err) {
+				continue // no CRD for this kind: no constraints of it
+			}
+			errs = append(errs, fmt.Errorf("listing %s constraints: %w", kind, err))
+			continue
+		}
+		for i := range list.Items {
+			pruned, errs = r.deleteUnwanted(ctx, &list.Items[i], want, pruned, errs)
+		}
+	}
+	if len(errs) > 0 {
+		// Keep the templates while their constraints could not be pruned.
+		return pruned, errors.Join(errs...)
+	}
+	for i := range tmplList.Items {
+		pruned, errs = r.deleteUnwanted(ctx, &tmplList.Items[i], want, pruned, errs)
+	}
+	return pruned, errors.Join(errs...)
+}
+
+func (r *Reconciler) deleteUnwanted(ctx context.Context, obj *unstructured.Unstructured, want map[string]bool, pruned []string, errs []error) ([]string, []error) {
+	id := obj.GetKind() + "/" + obj.GetName()
+	if want[id] || !obj.GetDeletionTimestamp().IsZero() {
+		return pruned, errs
+	}
+	if err := r.Client.Delete(ctx, obj, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil && !apierrors.IsNotFound(err) {
+		return pruned, append(errs, fmt.Errorf("deleting %s: %w", id, err))
+	}
+	logf.FromContext(ctx).Info("Pruned object", "kind", obj.GetKind(), "name", obj.GetName())
+	return append(pruned, id), errs
+}
+
+// isTransient reports errors that ordering explains: Gatekeeper has not created the
+// constraint CRD or loaded the template yet, or someone else wrote the object meanwhile.
+func isTransient(err error) bool {
+	return meta.IsNoMatchError(err) || apierrors.IsConflict(err) ||
+		strings.Contains(err.Error(), "missing ConstraintTemplate") ||
+		apierrors.IsServerTimeout(err) || apierrors.IsTooManyRequests(err) || apierrors.IsServiceUnavailable(err)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

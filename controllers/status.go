@@ -1,0 +1,221 @@
+package controllers
+
+import (
+	"fmt"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/podsecurity/psc-operator/api/v1alpha1"
+	"github.com/podsecurity/psc-operator/templates"
+)
+
+// Ready reasons. Events use the same reasons.
+const (
+	ReasonEnforced               = "Enforced"
+	ReasonMasterSwitchOff        = "MasterSwitchOff"
+	ReasonProgressing            = "Progressing"
+	ReasonFeatureError           = "FeatureError"
+	ReasonInvalidSpec            = "InvalidSpec"
+	ReasonDuplicate              = "Duplicate"
+	ReasonRenderFailed           = "RenderFailed"
+	ReasonGatekeeperNotInstalled = "GatekeeperNotInstalled"
+	ReasonApplyFailed            = "ApplyFailed"
+	ReasonPruneFailed            = "PruneFailed"
+	ReasonStatusReadFailed       = "StatusReadFailed"
+	ReasonPruned                 = "Pruned"
+	ReasonApplied                = "Applied"
+	ReasonDeleting               = "Deleting"
+)
+
+// reconcileFacts is what one reconcile found out; status and conditions are derived from it
+// by the pure functions below.
+type reconcileFacts struct {
+	Generation    int64
+	MasterEnabled bool
+	// Stalled is set for a spec the operator will not act on until it changes.
+	Stalled *failure
+	// Failed is set when a reconcile step failed and will be retried.
+	Failed *failure
+	// Features has one entry per feature in API order.
+	Features []featureFacts
+}
+
+type failure struct {
+	Reason  string
+	Message string
+}
+
+// featureFacts is what one reconcile found out about one feature.
+type featureFacts struct {
+	Feature           templates.Feature
+	Enabled           bool
+	EnforcementAction v1alpha1.EnforcementAction
+	// ApplyError is set when applying the feature's objects failed.
+	ApplyError string
+	// Waiting is set when applying had to wait for Gatekeeper (an ordering error).
+	Waiting            string
+	Template           templateObservation
+	ConstraintCRDReady bool
+	Constraint         constraintObservation
+}
+
+// featureStatus derives one feature's status.
+func featureStatus(f featureFacts, masterEnabled bool) v1alpha1.FeatureStatus {
+	st := v1alpha1.FeatureStatus{Name: f.Feature.Name}
+	if !f.Enabled {
+		st.State = v1alpha1.FeatureDisabled
+		st.Message = "The feature is disabled."
+		if !masterEnabled {
+			st.Message = "The master switch spec.enabled is off."
+		}
+		return st
+	}
+	st.TemplateName = f.Feature.TemplateName()
+	st.ConstraintKind = f.Feature.ConstraintKind()
+	st.ConstraintName = f.Feature.ConstraintName()
+	st.EnforcementAction = f.EnforcementAction
+	st.TemplateCreated = f.Template.Created
+	st.TotalViolations = f.Constraint.TotalViolations
+	st.AuditTimestamp = f.Constraint.AuditTimestamp
+	st.Violations = f.Constraint.Violations
+	st.State, st.Message = featureState(f)
+	st.Enforced = st.State == v1alpha1.FeatureEnforced
+	return st
+}
+
+// featureState is the chain of checks from applied to enforced; the first that fails names
+// the state.
+func featureState(f featureFacts) (v1alpha1.FeatureState, string) {
+	switch {
+	case f.ApplyError != "":
+		return v1alpha1.FeatureError, f.ApplyError
+	case len(f.Template.Errors) > 0:
+		return v1alpha1.FeatureError, "Gatekeeper reported template errors: " + strings.Join(f.Template.Errors, "; ")
+	case f.Waiting != "":
+		return v1alpha1.FeaturePending, f.Waiting
+	case !f.Template.Exists:
+		return v1alpha1.FeaturePending, "The ConstraintTemplate is not applied yet."
+	case !f.Template.Created:
+		return v1alpha1.FeaturePending, "Waiting for Gatekeeper to create the ConstraintTemplate."
+	case !f.ConstraintCRDReady:
+		return v1alpha1.FeaturePending, "Waiting for Gatekeeper to establish the constraint CRD."
+	case !f.Constraint.Exists:
+		return v1alpha1.FeaturePending, "The constraint is not applied yet."
+	}
+	var errs []string
+	waiting := 0
+	for _, p := range f.Constraint.ByPod {
+		errs = append(errs, p.Errors...)
+		if !p.Enforced || p.ObservedGeneration != f.Constraint.Generation {
+			waiting++
+		}
+	}
+	switch {
+	case len(errs) > 0:
+		return v1alpha1.FeatureError, "Gatekeeper reported constraint errors: " + strings.Join(uniqueSorted(errs), "; ")
+	case len(f.Constraint.ByPod) == 0:
+		return v1alpha1.FeaturePending, "Waiting for Gatekeeper to report the constraint's status."
+	case waiting > 0:
+		return v1alpha1.FeaturePending, fmt.Sprintf("Waiting for %d of %d Gatekeeper pods to enforce generation %d of the constraint.",
+			waiting, len(f.Constraint.ByPod), f.Constraint.Generation)
+	}
+	return v1alpha1.FeatureEnforced, fmt.Sprintf("Enforced (%s) by %d Gatekeeper pods; %d audit violations.",
+		f.EnforcementAction, len(f.Constraint.ByPod), f.Constraint.TotalViolations)
+}
+
+// deriveStatus computes the whole status from the facts and the previous status; now is the
+// transition time of conditions that change.
+func deriveStatus(facts reconcileFacts, prev v1alpha1.PodSecurityConstraintsStatus, now metav1.Time) v1alpha1.PodSecurityConstraintsStatus {
+	st := v1alpha1.PodSecurityConstraintsStatus{
+		ObservedGeneration: prev.ObservedGeneration,
+		Conditions:         append([]metav1.Condition(nil), prev.Conditions...),
+	}
+	if facts.Stalled == nil {
+		for _, f := range facts.Features {
+			fs := featureStatus(f, facts.MasterEnabled)
+			st.Features = append(st.Features, fs)
+			if f.Enabled {
+				st.EnabledFeatures++
+			}
+			if fs.State == v1alpha1.FeatureEnforced {
+				st.EnforcedFeatures++
+			}
+			st.TotalViolations += fs.TotalViolations
+		}
+	} else {
+		// A stalled object keeps the last known feature status: nothing was changed.
+		st.Features = prev.Features
+		st.EnabledFeatures, st.EnforcedFeatures, st.TotalViolations = prev.EnabledFeatures, prev.EnforcedFeatures, prev.TotalViolations
+	}
+
+	ready := readyCondition(facts, st)
+	ready.ObservedGeneration = facts.Generation
+	setCondition(&st.Conditions, ready, now)
+
+	reconciling := ready.Status == metav1.ConditionFalse && ready.Reason == ReasonProgressing
+	setOrRemove(&st.Conditions, reconciling, metav1.Condition{
+		Type: v1alpha1.ConditionReconciling, Status: metav1.ConditionTrue, Reason: ready.Reason,
+		Message: ready.Message, ObservedGeneration: facts.Generation,
+	}, now)
+	setOrRemove(&st.Conditions, facts.Stalled != nil, metav1.Condition{
+		Type: v1alpha1.ConditionStalled, Status: metav1.ConditionTrue, Reason: ready.Reason,
+		Message: ready.Message, ObservedGeneration: facts.Generation,
+	}, now)
+
+	// The generation counts as observed once the spec was fully handled or failed for good.
+	if facts.Stalled != nil || ready.Status == metav1.ConditionTrue || ready.Reason == ReasonFeatureError {
+		st.ObservedGeneration = facts.Generation
+	}
+	return st
+}
+
+// readyCondition is Ready from the facts: a stalled spec first, then a failed step, then
+// feature errors, then features still pending.
+func readyCondition(facts reconcileFacts, st v1alpha1.PodSecurityConstraintsStatus) metav1.Condition {
+	notReady := func(reason, msg string) metav1.Condition {
+		return metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: reason, Message: msg}
+	}
+	switch {
+	case facts.Stalled != nil:
+		return notReady(facts.Stalled.Reason, facts.Stalled.Message)
+	case facts.Failed != nil:
+		return notReady(facts.Failed.Reason, facts.Failed.Message)
+	}
+	var errored, pending []string
+	for _, f := range st.Features {
+		switch f.State {
+		case v1alpha1.FeatureError:
+			errored = append(errored, fmt.Sprintf("%s: %s", f.Name, f.Message))
+		case v1alpha1.FeaturePending:
+			pending = append(pending, f.Name)
+		}
+	}
+	switch {
+	case len(errored) > 0:
+		return notReady(ReasonFeatureError, fmt.Sprintf("%d of %d enabled features failed: %s",
+			len(errored), st.EnabledFeatures, strings.Join(errored, "; ")))
+	case len(pending) > 0:
+		return notReady(ReasonProgressing, fmt.Sprintf("Waiting for Gatekeeper to enforce %d of %d enabled features: %s",
+			len(pending), st.EnabledFeatures, strings.Join(pending, ", ")))
+	case !facts.MasterEnabled:
+		return metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: ReasonMasterSwitchOff,
+			Message: "The master switch spec.enabled is off: no policies are generated."}
+	}
+	return metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: ReasonEnforced,
+		Message: fmt.Sprintf("All %d enabled features are enforced.", st.EnabledFeatures)}
+}
+
+func setCondition(conds *[]metav1.Condition, c metav1.Condition, now metav1.Time) {
+	c.LastTransitionTime = now
+	meta.SetStatusCondition(conds, c)
+}
+
+func setOrRemove(conds *[]metav1.Condition, present bool, c metav1.Condition, now metav1.Time) {
+	if present {
+		setCondition(conds, c, now)
+		return
+	}
+	meta.RemoveStatusCondition(conds, c.Type)
+}

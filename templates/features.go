@@ -1,0 +1,88 @@
+// Package templates holds the operator's policies, one folder per feature (the folder name is
+// the feature's field name in the PodSecurityConstraints spec), and renders the Gatekeeper
+// objects that a spec asks for.
+//
+// Adding a feature takes a folder here (template.yaml and cases.yaml), one line in
+// Features, and one field in the API.
+package templates
+
+import (
+	"strings"
+	"unicode"
+)
+
+// Feature is one pod security feature.
+type Feature struct {
+	// Name is the feature's field name in the spec and the name of its folder.
+	Name string
+	// ContainerLevel features check each container and accept exemptImages.
+	ContainerLevel bool
+}
+
+// Features lists every feature in API order. It returns a new slice on each call.
+func Features() []Feature {
+	return []Feature{
+		{Name: "privilegedContainers", ContainerLevel: true},
+		{Name: "hostNamespaces"},
+		{Name: "hostNetworking", ContainerLevel: true},
+		{Name: "volumeTypes"},
+		{Name: "hostFilesystem"},
+		{Name: "flexVolumeDrivers"},
+		{Name: "readOnlyRootFilesystem", ContainerLevel: true},
+		{Name: "usersAndGroups", ContainerLevel: true},
+		{Name: "privilegeEscalation", ContainerLevel: true},
+		{Name: "capabilities", ContainerLevel: true},
+		{Name: "seLinux", ContainerLevel: true},
+		{Name: "procMount", ContainerLevel: true},
+		{Name: "appArmor", ContainerLevel: true},
+		{Name: "seccomp", ContainerLevel: true},
+		{Name: "sysctls"},
+	}
+}
+
+// FeatureByName finds a feature.
+func FeatureByName(name string) (Feature, bool) {
+	for _, f := range Features() {
+		if f.Name == name {
+			return f, true
+		}
+	}
+	return Feature{}, false
+}
+
+// ConstraintKind is the kind of the feature's constraint, e.g. PSCPrivilegedContainers. The
+// PSC prefix keeps it apart from gatekeeper-library's K8sPSP* kinds.
+func (f Feature) ConstraintKind() string {
+	return "PSC" + upperFirst(f.Name)
+}
+
+// TemplateName is the name of the feature's ConstraintTemplate: Gatekeeper requires the
+// lower-cased constraint kind.
+func (f Feature) TemplateName() string {
+	return strings.ToLower(f.ConstraintKind())
+}
+
+// ConstraintName is the name of the feature's constraint, e.g. psc-privileged-containers.
+func (f Feature) ConstraintName() string {
+	var b strings.Builder
+	b.WriteString("psc")
+	for _, r := range f.Name {
+		if unicode.IsUpper(r) {
+			b.WriteByte('-')
+			r = unicode.ToLower(r)
+		} else if b.Len() == 3 {
+			b.WriteByte('-')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func upperFirst(s string) string {
+	if s == "" {
+		return s
+	}
+	r := []rune(s)
+	r[0] = unicode.ToUpper(r[0])
+	return string(r)
+}

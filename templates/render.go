@@ -1,0 +1,253 @@
+package templates
+
+import (
+	"embed"
+	"encoding/json"
+	"fmt"
+	"slices"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
+	"sigs.k8s.io/yaml"
+
+	"github.com/podsecurity/psc-operator/api/v1alpha1"
+)
+
+// Labels on every generated object. The operator prunes by LabelManagedBy and never touches
+// objects without it.
+const (
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	ManagedByValue = "psc-operator"
+	LabelFeature   = "policy.podsecurity.dev/feature"
+)
+
+// Gatekeeper API versions the operator writes.
+var (
+	TemplateGVK = schema.GroupVersionKind{Group: "templates.gatekeeper.sh", Version: "v1", Kind: "ConstraintTemplate"}
+	// ConstraintGroupVersion is the group and version of every constraint kind.
+	ConstraintGroupVersion = schema.GroupVersion{Group: "constraints.gatekeeper.sh", Version: "v1beta1"}
+)
+
+// Keys of a feature block that configure the constraint itself rather than its parameters.
+var commonKeys = []string{"enabled", "enforcementAction", "excludedNamespaces", "exemptImages"}
+
+//go:embed */template.yaml lib/psc.rego
+var policies embed.FS
+
+// Options are the cluster facts the spec does not hold.
+type Options struct {
+	// OperatorNamespace and GatekeeperNamespace are always excluded, so that neither can be
+	// locked out by its own policies.
+	OperatorNamespace   string
+	GatekeeperNamespace string
+}
+
+// DefaultOptions are the namespaces of a standard installation.
+func DefaultOptions() Options {
+	return Options{OperatorNamespace: "psc-system", GatekeeperNamespace: "gatekeeper-system"}
+}
+
+// Rendered is the desired state for one enabled feature.
+type Rendered struct {
+	Feature    Feature
+	Template   *unstructured.Unstructured
+	Constraint *unstructured.Unstructured
+}
+
+// Render turns a spec into the objects for its enabled features, in API order. The spec is
+// expected to be defaulted and valid; Render only fails on a broken embedded template.
+func Render(spec *v1alpha1.PodSecurityConstraintsSpec, opts Options) ([]Rendered, error) {
+	if !spec.MasterEnabled() {
+		return nil, nil
+	}
+	blocks, err := featureBlocks(spec)
+	if err != nil {
+		return nil, err
+	}
+	var out []Rendered
+	for _, f := range Features() {
+		block, ok := blocks[f.Name].(map[string]interface{})
+		if !ok || block["enabled"] != true {
+			continue
+		}
+		tmpl, err := f.Template()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Rendered{Feature: f, Template: tmpl, Constraint: renderConstraint(f, spec, block, opts)})
+	}
+	return out, nil
+}
+
+// Objects flattens rendered features into the order they must be applied: every template,
+// then every constraint.
+func Objects(rendered []Rendered) []*unstructured.Unstructured {
+	objs := make([]*unstructured.Unstructured, 0, 2*len(rendered))
+	for _, r := range rendered {
+		objs = append(objs, r.Template)
+	}
+	for _, r := range rendered {
+		objs = append(objs, r.Constraint)
+	}
+	return objs
+}
+
+// Template returns the feature's embedded ConstraintTemplate, labelled.
+func (f Feature) Template() (*unstructured.Unstructured, error) {
+	data, err := policies.ReadFile(f.Name + "/template.yaml")
+	if err != nil {
+		return nil, fmt.Errorf("reading template of feature %s: %w", f.Name, err)
+	}
+	obj := map[string]interface{}{}
+	if err := yaml.Unmarshal(data, &obj); err != nil {
+		return nil, fmt.Errorf("parsing template of feature %s: %w", f.Name, err)
+	}
+	u := &unstructured.Unstructured{Object: obj}
+	if u.GroupVersionKind() != TemplateGVK || u.GetName() != f.TemplateName() {
+		return nil, fmt.Errorf("template of feature %s must be a %s named %s, found %s %q",
+			f.Name, TemplateGVK.Kind, f.TemplateName(), u.GroupVersionKind(), u.GetName())
+	}
+	if err := addLibrary(u); err != nil {
+		return nil, fmt.Errorf("template of feature %s: %w", f.Name, err)
+	}
+	u.SetLabels(f.labels())
+	return u, nil
+}
+
+// addLibrary adds the shared Rego library (package lib.psc) to every target of a template, so
+// that each policy folder holds only the feature's own rules.
+func addLibrary(u *unstructured.Unstructured) error {
+	lib, err := policies.ReadFile("lib/psc.rego")
+	if err != nil {
+		return fmt.Errorf("reading shared library: %w", err)
+	}
+	targets, _, err := unstructured.NestedSlice(u.Object, "spec", "targets")
+	if err != nil || len(targets) == 0 {
+		return fmt.Errorf("spec.targets is missing or malformed")
+	}
+	for i, t := range targets {
+		target, ok := t.(map[string]interface{})
+		if !ok {
+			return fmt.Errorf("spec.targets[%d] is not an object", i)
+		}
+		libs, _, _ := unstructured.NestedSlice(target, "libs")
+		target["libs"] = append(libs, string(lib))
+		targets[i] = target
+	}
+	return unstructured.SetNestedSlice(u.Object, targets, "spec", "targets")
+}
+
+func (f Feature) labels() map[string]string {
+	return map[string]string{LabelManagedBy: ManagedByValue, LabelFeature: f.Name}
+}
+
+func renderConstraint(f Feature, spec *v1alpha1.PodSecurityConstraintsSpec, block map[string]interface{}, opts Options) *unstructured.Unstructured {
+	action := string(spec.EnforcementAction)
+	if a, ok := block["enforcementAction"].(string); ok && a != "" {
+		action = a
+	}
+	if action == "" {
+		action = string(v1alpha1.EnforcementDeny)
+	}
+
+	excluded := []string{}
+	for _, ns := range spec.ExcludedNamespaces {
+		excluded = append(excluded, string(ns))
+	}
+	excluded = append(excluded, stringList(block["excludedNamespaces"])...)
+	excluded = append(excluded, opts.OperatorNamespace, opts.GatekeeperNamespace)
+
+	params := map[string]interface{}{}
+	for k, v := range block {
+		if !slices.Contains(commonKeys, k) {
+			params[k] = v
+		}
+	}
+	if f.ContainerLevel {
+		exempt := []string{}
+		for _, img := range spec.ExemptImages {
+			exempt = append(exempt, string(img))
+		}
+		exempt = append(exempt, stringList(block["exemptImages"])...)
+		params["exemptImages"] = toInterfaces(dedupe(exempt))
+	}
+
+	u := &unstructured.Unstructured{Object: map[string]interface{}{
+		"spec": map[string]interface{}{
+			"enforcementAction": action,
+			"match": map[string]interface{}{
+				"kinds": []interface{}{map[string]interface{}{
+					"apiGroups": []interface{}{""},
+					"kinds":     []interface{}{"Pod"},
+				}},
+				"excludedNamespaces": toInterfaces(dedupe(excluded)),
+			},
+			"parameters": params,
+		},
+	}}
+	u.SetGroupVersionKind(ConstraintGroupVersion.WithKind(f.ConstraintKind()))
+	u.SetName(f.ConstraintName())
+	u.SetLabels(f.labels())
+	return u
+}
+
+// featureBlocks gives each feature's block of the spec in its JSON form, keyed by the feature
+// name, so that a feature's parameters are exactly what the user wrote under its field.
+func featureBlocks(spec *v1alpha1.PodSecurityConstraintsSpec) (map[string]interface{}, error) {
+	data, err := json.Marshal(spec)
+	if err != nil {
+		return nil, fmt.Errorf("encoding spec: %w", err)
+	}
+	blocks := map[string]interface{}{}
+	// utiljson keeps whole numbers as int64, as the API machinery expects.
+	if err := utiljson.Unmarshal(data, &blocks); err != nil {
+		return nil, fmt.Errorf("decoding spec: %w", err)
+	}
+	return blocks, nil
+}
+
+func stringList(v interface{}) []string {
+	items, _ := v.([]interface{})
+	out := make([]string, 0, len(items))
+	for _, item := range items {
+		if s, ok := item.(string); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// dedupe drops empty and repeated entries, keeping the first occurrence's position.
+func dedupe(in []string) []string {
+	out := make([]string, 0, len(in))
+	for _, s := range in {
+		if s != "" && !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func toInterfaces(in []string) []interface{} {
+	out := make([]interface{}, len(in))
+	for i, s := range in {
+		out[i] = s
+	}
+	return out
+}
+
+// MarshalYAMLStream writes objects as a multi-document YAML stream with sorted keys, so the
+// same input always gives the same bytes.
+func MarshalYAMLStream(objs []*unstructured.Unstructured) ([]byte, error) {
+	var out []byte
+	for _, o := range objs {
+		data, err := yaml.Marshal(o.Object)
+		if err != nil {
+			return nil, fmt.Errorf("encoding %s %s: %w", o.GetKind(), o.GetName(), err)
+		}
+		out = append(out, "---\n"...)
+		out = append(out, data...)
+	}
+	return out, nil
+}
