@@ -115,8 +115,8 @@ func (f Feature) Template() (*unstructured.Unstructured, error) {
 	return u, nil
 }
 
-// addLibrary adds the shared Rego library (package lib.psc) to every target of a template, so
-// that each policy folder holds only the feature's own rules.
+// addLibrary adds the shared Rego library (package lib.psc) to the Rego source of every
+// target, so that each policy folder holds only the feature's own rules.
 func addLibrary(u *unstructured.Unstructured) error {
 	lib, err := policies.ReadFile("lib/psc.rego")
 	if err != nil {
@@ -131,8 +131,23 @@ func addLibrary(u *unstructured.Unstructured) error {
 		if !ok {
 			return fmt.Errorf("spec.targets[%d] is not an object", i)
 		}
-		libs, _, _ := unstructured.NestedSlice(target, "libs")
-		target["libs"] = append(libs, string(lib))
+		code, _, _ := unstructured.NestedSlice(target, "code")
+		found := false
+		for j, c := range code {
+			entry, ok := c.(map[string]interface{})
+			if !ok || entry["engine"] != "Rego" {
+				continue
+			}
+			libs, _, _ := unstructured.NestedSlice(entry, "source", "libs")
+			if err := unstructured.SetNestedSlice(entry, append(libs, string(lib)), "source", "libs"); err != nil {
+				return fmt.Errorf("spec.targets[%d].code[%d]: %w", i, j, err)
+			}
+			code[j], found = entry, true
+		}
+		if !found {
+			return fmt.Errorf("spec.targets[%d] has no code entry with engine Rego", i)
+		}
+		target["code"] = code
 		targets[i] = target
 	}
 	return unstructured.SetNestedSlice(u.Object, targets, "spec", "targets")

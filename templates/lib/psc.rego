@@ -1,8 +1,6 @@
 # Shared by every policy of psc-operator; the renderer adds it to each template's libs.
 package lib.psc
 
-import rego.v1
-
 # is_update is true for UPDATE admission requests. Audit reviews carry no operation and are
 # checked like creations.
 is_update if input.review.operation == "UPDATE"

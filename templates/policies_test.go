@@ -1,0 +1,143 @@
+package templates_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"testing"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/podsecurity/psc-operator/api/v1alpha1/validation"
+	"github.com/podsecurity/psc-operator/templates"
+	"github.com/podsecurity/psc-operator/templates/policytest"
+)
+
+// policyCase is one entry of a feature's cases.yaml: a spec, an admission request, and the
+// exact messages the policies must produce (none for an admitted pod).
+type policyCase struct {
+	Name string `json:"name"`
+	// Spec is the PodSecurityConstraints spec; default: only the folder's feature, enabled.
+	Spec        map[string]interface{} `json:"spec,omitempty"`
+	Operation   string                 `json:"operation,omitempty"`
+	SubResource string                 `json:"subResource,omitempty"`
+	Namespace   string                 `json:"namespace,omitempty"`
+	Object      map[string]interface{} `json:"object"`
+	OldObject   map[string]interface{} `json:"oldObject,omitempty"`
+	// Violations are the expected messages, in any order.
+	Violations []string `json:"violations"`
+	// EnforcementAction, when set, is expected on every violation (default deny).
+	EnforcementAction string `json:"enforcementAction,omitempty"`
+}
+
+type caseFile struct {
+	Cases []policyCase `json:"cases"`
+}
+
+// TestPolicies runs every feature folder's cases.yaml through the renderer and the real OPA
+// engine with Gatekeeper's Kubernetes target.
+func TestPolicies(t *testing.T) {
+	ctx := context.Background()
+	v, err := validation.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	evaluators := map[string]*policytest.Evaluator{}
+	for _, f := range templates.Features() {
+		t.Run(f.Name, func(t *testing.T) {
+			data, err := os.ReadFile(filepath.Join(f.Name, "cases.yaml"))
+			if err != nil {
+				t.Fatalf("every feature needs a cases.yaml: %v", err)
+			}
+			var file caseFile
+			if err := yaml.UnmarshalStrict(data, &file); err != nil {
+				t.Fatalf("parsing cases.yaml: %v", err)
+			}
+			if len(file.Cases) < 3 {
+				t.Fatalf("%s has %d cases; every feature needs allowed and denied cases", f.Name, len(file.Cases))
+			}
+			denied, allowed := 0, 0
+			for _, c := range file.Cases {
+				if len(c.Violations) > 0 {
+					denied++
+				} else {
+					allowed++
+				}
+				t.Run(c.Name, func(t *testing.T) {
+					spec := c.Spec
+					if spec == nil {
+						spec = map[string]interface{}{f.Name: map[string]interface{}{"enabled": true}}
+					}
+					ev := evaluatorFor(ctx, t, v, spec, evaluators)
+					got, err := ev.Review(ctx, policytest.Request{
+						Operation: c.Operation, SubResource: c.SubResource, Namespace: c.Namespace,
+						Object: c.Object, OldObject: c.OldObject,
+					})
+					if err != nil {
+						t.Fatalf("review: %v", err)
+					}
+					var msgs []string
+					for _, g := range got {
+						msgs = append(msgs, g.Message)
+						want := c.EnforcementAction
+						if want == "" {
+							want = "deny"
+						}
+						if g.EnforcementAction != want {
+							t.Errorf("violation %q has enforcement action %q, want %q", g.Message, g.EnforcementAction, want)
+						}
+					}
+					want := slices.Clone(c.Violations)
+					sort.Strings(msgs)
+					sort.Strings(want)
+					if !slices.Equal(msgs, want) {
+						t.Errorf("violations:\n got: %q\nwant: %q", msgs, want)
+					}
+				})
+			}
+			if denied == 0 || allowed == 0 {
+				t.Errorf("%s needs both allowed (%d) and denied (%d) cases", f.Name, allowed, denied)
+			}
+		})
+	}
+}
+
+// evaluatorFor validates, defaults and renders a spec like the operator does and loads the
+// result into the engine; evaluators are shared between cases with the same spec.
+func evaluatorFor(ctx context.Context, t *testing.T, v *validation.Validator, spec map[string]interface{}, cache map[string]*policytest.Evaluator) *policytest.Evaluator {
+	t.Helper()
+	key, err := json.Marshal(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev, ok := cache[string(key)]; ok {
+		return ev
+	}
+	var specCopy map[string]interface{}
+	if err := json.Unmarshal(key, &specCopy); err != nil {
+		t.Fatal(err)
+	}
+	obj := map[string]interface{}{
+		"apiVersion": "policy.podsecurity.dev/v1alpha1",
+		"kind":       "PodSecurityConstraints",
+		"metadata":   map[string]interface{}{"name": "cluster"},
+		"spec":       specCopy,
+	}
+	psc, errs := v.DefaultAndValidate(ctx, obj)
+	if len(errs) > 0 {
+		t.Fatalf("case spec is invalid: %v", errs.ToAggregate())
+	}
+	rendered, err := templates.Render(&psc.Spec, templates.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := policytest.New(ctx, templates.Objects(rendered))
+	if err != nil {
+		t.Fatalf("loading policies into the engine: %v", err)
+	}
+	cache[string(key)] = ev
+	return ev
+}
