@@ -1,0 +1,208 @@
+package controllers
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/podsecurity/psc-operator/templates"
+)
+
+// fakeGatekeeper plays Gatekeeper's part in envtest: for each ConstraintTemplate it creates
+// the constraint CRD and reports the template created (or the errors it was told to
+// report), marks constraints enforced, reports the audit results it was told to, and removes
+// the CRDs of deleted templates.
+type fakeGatekeeper struct {
+	c client.Client
+
+	mu             sync.Mutex
+	templateErrors map[string]string // template name -> error message
+	violations     map[string]int64  // constraint kind -> audit violations
+}
+
+const fakeAuditTimestamp = "2026-11-22T10:00:00Z"
+
+func startFakeGatekeeper(t *testing.T, c client.Client) *fakeGatekeeper {
+	t.Helper()
+	fg := &fakeGatekeeper{c: c, templateErrors: map[string]string{}, violations: map[string]int64{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				if err := fg.step(ctx); err != nil && ctx.Err() == nil {
+					t.Logf("fake gatekeeper: %v", err)
+				}
+			}
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return fg
+}
+
+func (fg *fakeGatekeeper) setTemplateError(name, msg string) {
+	fg.mu.Lock()
+	defer fg.mu.Unlock()
+	if msg == "" {
+		delete(fg.templateErrors, name)
+	} else {
+		fg.templateErrors[name] = msg
+	}
+}
+
+func (fg *fakeGatekeeper) setViolations(kind string, n int64) {
+	fg.mu.Lock()
+	defer fg.mu.Unlock()
+	fg.violations[kind] = n
+}
+
+func (fg *fakeGatekeeper) step(ctx context.Context) error {
+	list := &unstructured.UnstructuredList{}
+	list.SetGroupVersionKind(templates.TemplateGVK.GroupVersion().WithKind("ConstraintTemplateList"))
+	if err := fg.c.List(ctx, list); err != nil {
+		return err
+	}
+	kinds := map[string]bool{}
+	for i := range list.Items {
+		tmpl := &list.Items[i]
+		kind, _, _ := unstructured.NestedString(tmpl.Object, "spec", "crd", "spec", "names", "kind")
+		fg.mu.Lock()
+		errMsg := fg.templateErrors[tmpl.GetName()]
+		fg.mu.Unlock()
+		pod := map[string]interface{}{"id": "gatekeeper-fake", "observedGeneration": tmpl.GetGeneration(), "operations": []interface{}{"webhook", "audit"}}
+		created := false
+		if errMsg != "" {
+			pod["errors"] = []interface{}{map[string]interface{}{"code": "ingest_error", "message": errMsg}}
+		} else if kind != "" && tmpl.GetDeletionTimestamp().IsZero() {
+			kinds[kind] = true
+			ready, err := fg.ensureConstraintCRD(ctx, kind)
+			if err != nil {
+				return err
+			}
+			created = ready
+		}
+		status := map[string]interface{}{"created": created, "byPod": []interface{}{pod}}
+		if !equality.Semantic.DeepEqual(tmpl.Object["status"], status) {
+			tmpl.Object["status"] = status
+			if err := fg.c.Status().Update(ctx, tmpl); err != nil && !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
+				return err
+			}
+		}
+		if created {
+			if err := fg.reportConstraints(ctx, kind); err != nil {
+				return err
+			}
+		}
+	}
+	return fg.removeOrphanCRDs(ctx, kinds)
+}
+
+func (fg *fakeGatekeeper) ensureConstraintCRD(ctx context.Context, kind string) (bool, error) {
+	crd := &apiextensionsv1.CustomResourceDefinition{}
+	name := constraintCRDName(kind)
+	err := fg.c.Get(ctx, client.ObjectKey{Name: name}, crd)
+	if apierrors.IsNotFound(err) {
+		preserve := true
+		crd = &apiextensionsv1.CustomResourceDefinition{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec: apiextensionsv1.CustomResourceDefinitionSpec{
+				Group: constraintsGroup,
+				Names: apiextensionsv1.CustomResourceDefinitionNames{
+					Kind: kind, ListKind: kind + "List", Plural: strings.ToLower(kind), Singular: strings.ToLower(kind),
+					Categories: []string{"constraint", "constraints"},
+				},
+				Scope: apiextensionsv1.ClusterScoped,
+				Versions: []apiextensionsv1.CustomResourceDefinitionVersion{{
+					Name: "v1beta1", Served: true, Storage: true,
+					Schema:       &apiextensionsv1.CustomResourceValidation{OpenAPIV3Schema: &apiextensionsv1.JSONSchemaProps{Type: "object", XPreserveUnknownFields: &preserve}},
+					Subresources: &apiextensionsv1.CustomResourceSubresources{Status: &apiextensionsv1.CustomResourceSubresourceStatus{}},
+				}},
+			},
+		}
+		return false, client.IgnoreAlreadyExists(fg.c.Create(ctx, crd))
+	}
+	if err != nil {
+		return false, err
+	}
+	for _, c := range crd.Status.Conditions {
+		if c.Type == apiextensionsv1.Established && c.Status == apiextensionsv1.ConditionTrue {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func (fg *fakeGatekeeper) reportConstraints(ctx context.Context, kind string) error {
+	list := &unstructured.UnstructuredList{}
+	list.SetGroupVersionKind(templates.ConstraintGroupVersion.WithKind(kind + "List"))
+	if err := fg.c.List(ctx, list); err != nil {
+		if meta.IsNoMatchError(err) {
+			return nil
+		}
+		return err
+	}
+	fg.mu.Lock()
+	n := fg.violations[kind]
+	fg.mu.Unlock()
+	for i := range list.Items {
+		con := &list.Items[i]
+		status := map[string]interface{}{
+			"byPod": []interface{}{map[string]interface{}{
+				"id": "gatekeeper-fake", "enforced": true, "observedGeneration": con.GetGeneration(),
+				"operations": []interface{}{"webhook", "audit"},
+			}},
+			"auditTimestamp":  fakeAuditTimestamp,
+			"totalViolations": n,
+		}
+		var samples []interface{}
+		for j := int64(0); j < n && j < 20; j++ {
+			samples = append(samples, map[string]interface{}{
+				"enforcementAction": "deny", "group": "", "version": "v1", "kind": "Pod",
+				"namespace": "default", "name": "pod-" + string(rune('a'+j)), "message": "psc/fake: violation",
+			})
+		}
+		if samples != nil {
+			status["violations"] = samples
+		}
+		if equality.Semantic.DeepEqual(con.Object["status"], status) {
+			continue
+		}
+		con.Object["status"] = status
+		if err := fg.c.Status().Update(ctx, con); err != nil && !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
+			return err
+		}
+	}
+	return nil
+}
+
+func (fg *fakeGatekeeper) removeOrphanCRDs(ctx context.Context, kinds map[string]bool) error {
+	crds := &apiextensionsv1.CustomResourceDefinitionList{}
+	if err := fg.c.List(ctx, crds); err != nil {
+		return err
+	}
+	for i := range crds.Items {
+		crd := &crds.Items[i]
+		if crd.Spec.Group == constraintsGroup && !kinds[crd.Spec.Names.Kind] && crd.DeletionTimestamp.IsZero() {
+			if err := fg.c.Delete(ctx, crd); err != nil && !apierrors.IsNotFound(err) {
+				return err
+			}
+		}
+	}
+	return nil
+}

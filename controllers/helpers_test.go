@@ -1,0 +1,217 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/podsecurity/psc-operator/api/v1alpha1"
+	"github.com/podsecurity/psc-operator/templates"
+)
+
+const waitTimeout = 30 * time.Second
+
+// eventually polls cond until it returns nil or the timeout passes, then fails with the last
+// error.
+func eventually(t *testing.T, timeout time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = cond(); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("condition not met within %s: %v", timeout, err)
+}
+
+// consistently fails if cond returns an error at any time during d.
+func consistently(t *testing.T, d time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if err := cond(); err != nil {
+			t.Fatalf("condition broke: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// applyCR creates or replaces the spec of the cluster's PodSecurityConstraints.
+func applyCR(t *testing.T, c client.Client, spec v1alpha1.PodSecurityConstraintsSpec) {
+	t.Helper()
+	ctx := context.Background()
+	obj := &v1alpha1.PodSecurityConstraints{}
+	err := c.Get(ctx, client.ObjectKey{Name: v1alpha1.ClusterName}, obj)
+	if apierrors.IsNotFound(err) {
+		obj = &v1alpha1.PodSecurityConstraints{ObjectMeta: metav1.ObjectMeta{Name: v1alpha1.ClusterName}, Spec: spec}
+		if err := c.Create(ctx, obj); err != nil {
+			t.Fatalf("creating CR: %v", err)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj.Spec = spec
+	if err := c.Update(ctx, obj); err != nil {
+		t.Fatalf("updating CR: %v", err)
+	}
+}
+
+// deleteCR deletes the CR and waits until the finalizer let it go.
+func deleteCR(t *testing.T, c client.Client) {
+	t.Helper()
+	ctx := context.Background()
+	obj := &v1alpha1.PodSecurityConstraints{ObjectMeta: metav1.ObjectMeta{Name: v1alpha1.ClusterName}}
+	if err := c.Delete(ctx, obj); err != nil && !apierrors.IsNotFound(err) {
+		t.Fatal(err)
+	}
+	eventually(t, waitTimeout, func() error {
+		err := c.Get(ctx, client.ObjectKey{Name: v1alpha1.ClusterName}, obj)
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("CR still exists (finalizers %v): %v", obj.Finalizers, err)
+	})
+}
+
+func getCR(t *testing.T, c client.Client) *v1alpha1.PodSecurityConstraints {
+	t.Helper()
+	obj := &v1alpha1.PodSecurityConstraints{}
+	if err := c.Get(context.Background(), client.ObjectKey{Name: v1alpha1.ClusterName}, obj); err != nil {
+		t.Fatal(err)
+	}
+	return obj
+}
+
+// waitReady waits until Ready has the given status and reason for the current generation.
+func waitReady(t *testing.T, c client.Client, status metav1.ConditionStatus, reason string) *v1alpha1.PodSecurityConstraints {
+	t.Helper()
+	var obj *v1alpha1.PodSecurityConstraints
+	eventually(t, waitTimeout, func() error {
+		obj = &v1alpha1.PodSecurityConstraints{}
+		if err := c.Get(context.Background(), client.ObjectKey{Name: v1alpha1.ClusterName}, obj); err != nil {
+			return err
+		}
+		cond := meta.FindStatusCondition(obj.Status.Conditions, v1alpha1.ConditionReady)
+		if cond == nil || cond.Status != status || cond.Reason != reason || cond.ObservedGeneration != obj.Generation {
+			return fmt.Errorf("ready condition is %+v, want %s/%s at generation %d", cond, status, reason, obj.Generation)
+		}
+		return nil
+	})
+	return obj
+}
+
+// ourObjects lists the names of generated objects, as "Kind/name", sorted.
+func ourObjects(t *testing.T, c client.Client) []string {
+	t.Helper()
+	ctx := context.Background()
+	var out []string
+	ours := client.MatchingLabels{templates.LabelManagedBy: templates.ManagedByValue}
+	tl := &unstructured.UnstructuredList{}
+	tl.SetGroupVersionKind(templates.TemplateGVK.GroupVersion().WithKind("ConstraintTemplateList"))
+	if err := c.List(ctx, tl, ours); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range tl.Items {
+		if o.GetDeletionTimestamp().IsZero() {
+			out = append(out, o.GetKind()+"/"+o.GetName())
+		}
+	}
+	for _, f := range templates.Features() {
+		cl := &unstructured.UnstructuredList{}
+		cl.SetGroupVersionKind(templates.ConstraintGroupVersion.WithKind(f.ConstraintKind() + "List"))
+		if err := c.List(ctx, cl, ours); err != nil {
+			if meta.IsNoMatchError(err) || apierrors.IsNotFound(err) {
+				continue
+			}
+			t.Fatal(err)
+		}
+		for _, o := range cl.Items {
+			if o.GetDeletionTimestamp().IsZero() {
+				out = append(out, o.GetKind()+"/"+o.GetName())
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// expectedObjects is what ourObjects returns when exactly these features are enabled.
+func expectedObjects(features ...string) []string {
+	var out []string
+	for _, name := range features {
+		f, _ := templates.FeatureByName(name)
+		out = append(out, "ConstraintTemplate/"+f.TemplateName(), f.ConstraintKind()+"/"+f.ConstraintName())
+	}
+	sort.Strings(out)
+	return out
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func waitObjects(t *testing.T, c client.Client, want []string) {
+	t.Helper()
+	eventually(t, waitTimeout, func() error {
+		if got := ourObjects(t, c); !equalStrings(got, want) {
+			return fmt.Errorf("generated objects %v, want %v", got, want)
+		}
+		return nil
+	})
+}
+
+func featureStatusOf(obj *v1alpha1.PodSecurityConstraints, name string) v1alpha1.FeatureStatus {
+	for _, f := range obj.Status.Features {
+		if f.Name == name {
+			return f
+		}
+	}
+	return v1alpha1.FeatureStatus{}
+}
+
+// specWith enables the named features with minimal valid parameters.
+func specWith(features ...string) v1alpha1.PodSecurityConstraintsSpec {
+	spec := v1alpha1.PodSecurityConstraintsSpec{}
+	on := v1alpha1.FeatureCommon{Enabled: true}
+	con := v1alpha1.ContainerFeatureCommon{FeatureCommon: on}
+	for _, f := range features {
+		switch f {
+		case "privilegedContainers":
+			spec.PrivilegedContainers = &v1alpha1.PrivilegedContainersFeature{ContainerFeatureCommon: con}
+		case "hostNamespaces":
+			spec.HostNamespaces = &v1alpha1.HostNamespacesFeature{FeatureCommon: on}
+		case "privilegeEscalation":
+			spec.PrivilegeEscalation = &v1alpha1.PrivilegeEscalationFeature{ContainerFeatureCommon: con}
+		case "capabilities":
+			spec.Capabilities = &v1alpha1.CapabilitiesFeature{ContainerFeatureCommon: con, RequiredDropCapabilities: []v1alpha1.Capability{"ALL"}}
+		case "sysctls":
+			spec.Sysctls = &v1alpha1.SysctlsFeature{FeatureCommon: on, ForbiddenSysctls: []v1alpha1.SysctlPattern{"kernel.*"}}
+		default:
+			panic("specWith does not know feature " + f)
+		}
+	}
+	return spec
+}
+
+var _ = ptr.To[bool]

@@ -1,0 +1,147 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/podsecurity/psc-operator/api/v1alpha1"
+	"github.com/podsecurity/psc-operator/templates"
+)
+
+func testApplyAndPrune(t *testing.T, te *testEnv, _ *fakeGatekeeper) {
+	defer deleteCR(t, te.client)
+	applyCR(t, te.client, specWith("privilegedContainers", "hostNamespaces", "capabilities"))
+	obj := waitReady(t, te.client, metav1.ConditionTrue, ReasonEnforced)
+	waitObjects(t, te.client, expectedObjects("privilegedContainers", "hostNamespaces", "capabilities"))
+	if obj.Status.EnabledFeatures != 3 || obj.Status.EnforcedFeatures != 3 {
+		t.Errorf("enabled/enforced = %d/%d, want 3/3", obj.Status.EnabledFeatures, obj.Status.EnforcedFeatures)
+	}
+	if len(obj.Status.Features) != len(templates.Features()) {
+		t.Errorf("status lists %d features, want all %d", len(obj.Status.Features), len(templates.Features()))
+	}
+	if got := featureStatusOf(obj, "sysctls").State; got != v1alpha1.FeatureDisabled {
+		t.Errorf("sysctls state %q, want Disabled", got)
+	}
+
+	// The constraint carries what the spec says, and our labels only.
+	con := &unstructured.Unstructured{}
+	con.SetGroupVersionKind(templates.ConstraintGroupVersion.WithKind("PSCCapabilities"))
+	if err := te.client.Get(context.Background(), client.ObjectKey{Name: "psc-capabilities"}, con); err != nil {
+		t.Fatal(err)
+	}
+	drops, _, _ := unstructured.NestedStringSlice(con.Object, "spec", "parameters", "requiredDropCapabilities")
+	if fmt.Sprint(drops) != "[ALL]" {
+		t.Errorf("constraint parameters.requiredDropCapabilities = %v, want [ALL]", drops)
+	}
+	excluded, _, _ := unstructured.NestedStringSlice(con.Object, "spec", "match", "excludedNamespaces")
+	if fmt.Sprint(excluded) != "[kube-system psc-system gatekeeper-system]" {
+		t.Errorf("excludedNamespaces = %v", excluded)
+	}
+	if len(con.GetOwnerReferences()) != 1 || con.GetOwnerReferences()[0].Name != v1alpha1.ClusterName {
+		t.Errorf("owner references = %v, want the CR", con.GetOwnerReferences())
+	}
+
+	// Switching features off prunes them; switching one on adds it.
+	applyCR(t, te.client, specWith("hostNamespaces", "sysctls"))
+	waitObjects(t, te.client, expectedObjects("hostNamespaces", "sysctls"))
+	obj = waitReady(t, te.client, metav1.ConditionTrue, ReasonEnforced)
+	if got := featureStatusOf(obj, "privilegedContainers").State; got != v1alpha1.FeatureDisabled {
+		t.Errorf("privilegedContainers state %q after disabling, want Disabled", got)
+	}
+}
+
+func testMasterSwitch(t *testing.T, te *testEnv, _ *fakeGatekeeper) {
+	defer deleteCR(t, te.client)
+	spec := specWith("privilegedContainers", "hostNamespaces")
+	applyCR(t, te.client, spec)
+	waitReady(t, te.client, metav1.ConditionTrue, ReasonEnforced)
+	waitObjects(t, te.client, expectedObjects("privilegedContainers", "hostNamespaces"))
+
+	spec.Enabled = ptr.To(false)
+	applyCR(t, te.client, spec)
+	waitObjects(t, te.client, nil)
+	obj := waitReady(t, te.client, metav1.ConditionTrue, ReasonMasterSwitchOff)
+	if obj.Status.EnabledFeatures != 0 {
+		t.Errorf("enabled features %d with the master switch off, want 0", obj.Status.EnabledFeatures)
+	}
+	// The configuration is kept.
+	if got := getCR(t, te.client); got.Spec.PrivilegedContainers == nil || !got.Spec.PrivilegedContainers.Enabled {
+		t.Errorf("the spec was changed: %+v", got.Spec)
+	}
+
+	spec.Enabled = ptr.To(true)
+	applyCR(t, te.client, spec)
+	waitObjects(t, te.client, expectedObjects("privilegedContainers", "hostNamespaces"))
+	waitReady(t, te.client, metav1.ConditionTrue, ReasonEnforced)
+}
+
+func testDriftIsRestored(t *testing.T, te *testEnv, _ *fakeGatekeeper) {
+	defer deleteCR(t, te.client)
+	ctx := context.Background()
+	applyCR(t, te.client, specWith("privilegedContainers"))
+	waitReady(t, te.client, metav1.ConditionTrue, ReasonEnforced)
+	f, _ := templates.FeatureByName("privilegedContainers")
+
+	// A hand edit of a field we own is reverted.
+	con := &unstructured.Unstructured{}
+	con.SetGroupVersionKind(templates.ConstraintGroupVersion.WithKind(f.ConstraintKind()))
+	if err := te.client.Get(ctx, client.ObjectKey{Name: f.ConstraintName()}, con); err != nil {
+		t.Fatal(err)
+	}
+	if err := unstructured.SetNestedField(con.Object, "dryrun", "spec", "enforcementAction"); err != nil {
+		t.Fatal(err)
+	}
+	if err := te.client.Update(ctx, con); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, waitTimeout, func() error {
+		if err := te.client.Get(ctx, client.ObjectKey{Name: f.ConstraintName()}, con); err != nil {
+			return err
+		}
+		if a, _, _ := unstructured.NestedString(con.Object, "spec", "enforcementAction"); a != "deny" {
+			return fmt.Errorf("enforcementAction is %q", a)
+		}
+		return nil
+	})
+
+	// A deleted constraint comes back, and so does a deleted template (and with it the
+	// constraint, which Gatekeeper removes along with the template's CRD).
+	oldUID := con.GetUID()
+	if err := te.client.Delete(ctx, con); err != nil {
+		t.Fatal(err)
+	}
+	waitRecreated(t, te.client, con, oldUID)
+	tmpl := &unstructured.Unstructured{}
+	tmpl.SetGroupVersionKind(templates.TemplateGVK)
+	if err := te.client.Get(ctx, client.ObjectKey{Name: f.TemplateName()}, tmpl); err != nil {
+		t.Fatal(err)
+	}
+	oldTemplateUID, oldConstraintUID := tmpl.GetUID(), con.GetUID()
+	if err := te.client.Delete(ctx, tmpl); err != nil {
+		t.Fatal(err)
+	}
+	waitRecreated(t, te.client, tmpl, oldTemplateUID)
+	waitRecreated(t, te.client, con, oldConstraintUID)
+	waitReady(t, te.client, metav1.ConditionTrue, ReasonEnforced)
+}
+
+// waitRecreated waits until an object of that kind and name exists with another UID.
+func waitRecreated(t *testing.T, c client.Client, obj *unstructured.Unstructured, old types.UID) {
+	t.Helper()
+	eventually(t, waitTimeout, func() error {
+		if err := c.Get(context.Background(), client.ObjectKey{Name: obj.GetName()}, obj); err != nil {
+			return err
+		}
+		if obj.GetUID() == old {
+			return fmt.Errorf("%s %s not recreated yet", obj.GetKind(), obj.GetName())
+		}
+		return nil
+	})
+}

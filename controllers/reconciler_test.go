@@ -1,0 +1,30 @@
+package controllers
+
+import (
+	"testing"
+)
+
+// TestReconciler runs the behaviours against one real API server, in order: there is one
+// PodSecurityConstraints per cluster, so they cannot run in parallel. Each behaviour leaves the
+// cluster without the CR.
+func TestReconciler(t *testing.T) {
+	te := startEnv(t, true)
+	fg := startFakeGatekeeper(t, te.client)
+	for _, tc := range []struct {
+		name string
+		run  func(*testing.T, *testEnv, *fakeGatekeeper)
+	}{
+		{"ApplyAndPrune", testApplyAndPrune},
+		{"MasterSwitch", testMasterSwitch},
+		{"DriftIsRestored", testDriftIsRestored},
+		{"StatusFollowsGatekeeper", testStatusFollowsGatekeeper},
+		{"TemplateErrorsSurface", testTemplateErrorsSurface},
+		{"SteadyStateWritesNothing", testSteadyStateWritesNothing},
+		{"ConflictsAreSurvived", testConflictsAreSurvived},
+		{"UnownedObjectsAreNeverTouched", testUnownedObjectsAreNeverTouched},
+		{"DeletionPrunesEverything", testDeletionPrunesEverything},
+		{"OnlyClusterIsAccepted", testOnlyClusterIsAccepted},
+	} {
+		t.Run(tc.name, func(t *testing.T) { tc.run(t, te, fg) })
+	}
+}

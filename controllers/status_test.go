@@ -1,0 +1,263 @@
+package controllers
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/podsecurity/psc-operator/api/v1alpha1"
+	"github.com/podsecurity/psc-operator/templates"
+)
+
+func feature(name string) templates.Feature {
+	f, ok := templates.FeatureByName(name)
+	if !ok {
+		panic(name)
+	}
+	return f
+}
+
+// enforcedFacts are the facts of a feature that Gatekeeper fully enforces.
+func enforcedFacts(name string) featureFacts {
+	return featureFacts{
+		Feature: feature(name), Enabled: true, EnforcementAction: v1alpha1.EnforcementDeny,
+		Template:           templateObservation{Exists: true, Created: true},
+		ConstraintCRDReady: true,
+		Constraint: constraintObservation{Exists: true, Generation: 2, ByPod: []constraintPodStatus{
+			{ID: "gk-audit", Enforced: true, ObservedGeneration: 2},
+			{ID: "gk-webhook", Enforced: true, ObservedGeneration: 2},
+		}},
+	}
+}
+
+func TestFeatureState(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		mutate    func(*featureFacts)
+		wantState v1alpha1.FeatureState
+		wantMsg   string
+	}{
+		{"enforced", func(*featureFacts) {}, v1alpha1.FeatureEnforced, "Enforced (deny) by 2 Gatekeeper pods; 0 audit violations."},
+		{"apply error", func(f *featureFacts) { f.ApplyError = "Applying the template failed: forbidden" }, v1alpha1.FeatureError, "Applying the template failed: forbidden"},
+		{"template errors win over created", func(f *featureFacts) { f.Template.Errors = []string{"rego_parse_error: x"} }, v1alpha1.FeatureError, "Gatekeeper reported template errors: rego_parse_error: x"},
+		{"waiting for gatekeeper", func(f *featureFacts) { f.Waiting = "Waiting to apply the constraint: no matches for kind" }, v1alpha1.FeaturePending, "Waiting to apply the constraint: no matches for kind"},
+		{"template not applied", func(f *featureFacts) { f.Template = templateObservation{} }, v1alpha1.FeaturePending, "The ConstraintTemplate is not applied yet."},
+		{"template not created", func(f *featureFacts) { f.Template.Created = false }, v1alpha1.FeaturePending, "Waiting for Gatekeeper to create the ConstraintTemplate."},
+		{"constraint CRD missing", func(f *featureFacts) { f.ConstraintCRDReady = false }, v1alpha1.FeaturePending, "Waiting for Gatekeeper to establish the constraint CRD."},
+		{"constraint missing", func(f *featureFacts) { f.Constraint = constraintObservation{} }, v1alpha1.FeaturePending, "The constraint is not applied yet."},
+		{"no pod reported yet", func(f *featureFacts) { f.Constraint.ByPod = nil }, v1alpha1.FeaturePending, "Waiting for Gatekeeper to report the constraint's status."},
+		{"one pod not enforcing", func(f *featureFacts) { f.Constraint.ByPod[1].Enforced = false }, v1alpha1.FeaturePending, "Waiting for 1 of 2 Gatekeeper pods to enforce generation 2 of the constraint."},
+		{"one pod at an old generation", func(f *featureFacts) { f.Constraint.ByPod[0].ObservedGeneration = 1 }, v1alpha1.FeaturePending, "Waiting for 1 of 2 Gatekeeper pods to enforce generation 2 of the constraint."},
+		{"constraint errors", func(f *featureFacts) { f.Constraint.ByPod[0].Errors = []string{"bad parameters"} }, v1alpha1.FeatureError, "Gatekeeper reported constraint errors: bad parameters"},
+		{"violations counted", func(f *featureFacts) { f.Constraint.TotalViolations = 4; f.EnforcementAction = v1alpha1.EnforcementDryRun }, v1alpha1.FeatureEnforced, "Enforced (dryrun) by 2 Gatekeeper pods; 4 audit violations."},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := enforcedFacts("capabilities")
+			tc.mutate(&f)
+			state, msg := featureState(f)
+			if state != tc.wantState || msg != tc.wantMsg {
+				t.Errorf("got %s %q, want %s %q", state, msg, tc.wantState, tc.wantMsg)
+			}
+		})
+	}
+}
+
+func TestFeatureStatusDisabled(t *testing.T) {
+	for _, tc := range []struct {
+		master  bool
+		wantMsg string
+	}{
+		{true, "The feature is disabled."},
+		{false, "The master switch spec.enabled is off."},
+	} {
+		st := featureStatus(featureFacts{Feature: feature("seccomp")}, tc.master)
+		if st.State != v1alpha1.FeatureDisabled || st.Message != tc.wantMsg || st.TemplateName != "" {
+			t.Errorf("master %v: got %+v", tc.master, st)
+		}
+	}
+}
+
+func TestDeriveStatus(t *testing.T) {
+	now := metav1.NewTime(time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC))
+	earlier := metav1.NewTime(now.Add(-time.Hour))
+	withViolations := enforcedFacts("privilegedContainers")
+	withViolations.Constraint.TotalViolations = 3
+	pending := enforcedFacts("hostNamespaces")
+	pending.Template.Created = false
+	broken := enforcedFacts("sysctls")
+	broken.Template.Errors = []string{"compile error"}
+
+	for _, tc := range []struct {
+		name       string
+		facts      reconcileFacts
+		prev       v1alpha1.PodSecurityConstraintsStatus
+		wantReady  metav1.ConditionStatus
+		wantReason string
+		wantMsg    string // substring
+		wantConds  []string
+		wantOG     int64
+		wantCounts [3]int64 // enabled, enforced, violations
+	}{
+		{
+			name:       "all enforced",
+			facts:      reconcileFacts{Generation: 3, MasterEnabled: true, Features: []featureFacts{withViolations, enforcedFacts("capabilities"), {Feature: feature("seccomp")}}},
+			wantReady:  metav1.ConditionTrue, wantReason: ReasonEnforced, wantMsg: "All 2 enabled features are enforced.",
+			wantConds: []string{"Ready"}, wantOG: 3, wantCounts: [3]int64{2, 2, 3},
+		},
+		{
+			name:       "pending feature is progressing and keeps the old generation",
+			facts:      reconcileFacts{Generation: 3, MasterEnabled: true, Features: []featureFacts{withViolations, pending}},
+			prev:       v1alpha1.PodSecurityConstraintsStatus{ObservedGeneration: 2},
+			wantReady:  metav1.ConditionFalse, wantReason: ReasonProgressing, wantMsg: "1 of 2 enabled features: hostNamespaces",
+			wantConds: []string{"Ready", "Reconciling"}, wantOG: 2, wantCounts: [3]int64{2, 1, 3},
+		},
+		{
+			name:       "feature error wins over pending and is final for the generation",
+			facts:      reconcileFacts{Generation: 3, MasterEnabled: true, Features: []featureFacts{pending, broken}},
+			wantReady:  metav1.ConditionFalse, wantReason: ReasonFeatureError, wantMsg: "sysctls: Gatekeeper reported template errors: compile error",
+			wantConds: []string{"Ready"}, wantOG: 3, wantCounts: [3]int64{2, 0, 0},
+		},
+		{
+			name:       "gatekeeper missing",
+			facts:      reconcileFacts{Generation: 1, MasterEnabled: true, Failed: &failure{ReasonGatekeeperNotInstalled, "Gatekeeper is not installed"}, Features: []featureFacts{{Feature: feature("seccomp"), Enabled: true}}},
+			wantReady:  metav1.ConditionFalse, wantReason: ReasonGatekeeperNotInstalled, wantMsg: "Gatekeeper is not installed",
+			wantConds: []string{"Ready"}, wantOG: 0, wantCounts: [3]int64{1, 0, 0},
+		},
+		{
+			name:  "invalid spec stalls and keeps the previous feature status",
+			facts: reconcileFacts{Generation: 4, MasterEnabled: true, Stalled: &failure{ReasonInvalidSpec, "spec.x: bad"}},
+			prev: v1alpha1.PodSecurityConstraintsStatus{ObservedGeneration: 3, EnabledFeatures: 1, EnforcedFeatures: 1,
+				Features: []v1alpha1.FeatureStatus{{Name: "capabilities", State: v1alpha1.FeatureEnforced}}},
+			wantReady: metav1.ConditionFalse, wantReason: ReasonInvalidSpec, wantMsg: "spec.x: bad",
+			wantConds: []string{"Ready", "Stalled"}, wantOG: 4, wantCounts: [3]int64{1, 1, 0},
+		},
+		{
+			name:       "master switch off",
+			facts:      reconcileFacts{Generation: 5, MasterEnabled: false, Features: []featureFacts{{Feature: feature("seccomp")}}},
+			prev:       v1alpha1.PodSecurityConstraintsStatus{Conditions: []metav1.Condition{{Type: "Reconciling", Status: "True", Reason: "Progressing", LastTransitionTime: earlier}}},
+			wantReady:  metav1.ConditionTrue, wantReason: ReasonMasterSwitchOff, wantMsg: "no policies are generated",
+			wantConds: []string{"Ready"}, wantOG: 5, wantCounts: [3]int64{0, 0, 0},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := deriveStatus(tc.facts, tc.prev, now)
+			ready := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionReady)
+			if ready == nil || ready.Status != tc.wantReady || ready.Reason != tc.wantReason || !strings.Contains(ready.Message, tc.wantMsg) {
+				t.Fatalf("Ready = %+v, want %s/%s containing %q", ready, tc.wantReady, tc.wantReason, tc.wantMsg)
+			}
+			if ready.ObservedGeneration != tc.facts.Generation {
+				t.Errorf("Ready.observedGeneration %d, want %d", ready.ObservedGeneration, tc.facts.Generation)
+			}
+			var types []string
+			for _, c := range st.Conditions {
+				types = append(types, c.Type)
+				if c.Type != v1alpha1.ConditionReady && c.Status != metav1.ConditionTrue {
+					t.Errorf("%s present while %s: kstatus keeps it only while true", c.Type, c.Status)
+				}
+			}
+			if strings.Join(types, ",") != strings.Join(tc.wantConds, ",") {
+				t.Errorf("conditions %v, want %v", types, tc.wantConds)
+			}
+			if st.ObservedGeneration != tc.wantOG {
+				t.Errorf("observedGeneration %d, want %d", st.ObservedGeneration, tc.wantOG)
+			}
+			got := [3]int64{int64(st.EnabledFeatures), int64(st.EnforcedFeatures), st.TotalViolations}
+			if got != tc.wantCounts {
+				t.Errorf("enabled/enforced/violations %v, want %v", got, tc.wantCounts)
+			}
+		})
+	}
+}
+
+func TestDeriveStatusKeepsTransitionTime(t *testing.T) {
+	earlier := metav1.NewTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	facts := reconcileFacts{Generation: 1, MasterEnabled: true, Features: []featureFacts{enforcedFacts("capabilities")}}
+	first := deriveStatus(facts, v1alpha1.PodSecurityConstraintsStatus{}, earlier)
+	second := deriveStatus(facts, first, metav1.NewTime(earlier.Add(time.Hour)))
+	if got := meta.FindStatusCondition(second.Conditions, v1alpha1.ConditionReady).LastTransitionTime; !got.Equal(&earlier) {
+		t.Errorf("lastTransitionTime moved to %v without a transition", got)
+	}
+}
+
+func TestObserveGatekeeperStatus(t *testing.T) {
+	tmpl := &unstructured.Unstructured{Object: map[string]interface{}{
+		"status": map[string]interface{}{
+			"created": true,
+			"byPod": []interface{}{
+				map[string]interface{}{"id": "b", "errors": []interface{}{map[string]interface{}{"code": "ingest_error", "message": "bad rego"}}},
+				map[string]interface{}{"id": "a", "errors": []interface{}{map[string]interface{}{"code": "ingest_error", "message": "bad rego"}}},
+			},
+		},
+	}}
+	obs := observeTemplate(tmpl)
+	if !obs.Exists || !obs.Created || len(obs.Errors) != 1 || obs.Errors[0] != "ingest_error: bad rego" {
+		t.Errorf("template observation %+v", obs)
+	}
+	if observeTemplate(nil).Exists {
+		t.Error("a missing template observed as existing")
+	}
+
+	var violations []interface{}
+	for i := 0; i < 8; i++ {
+		violations = append(violations, map[string]interface{}{"kind": "Pod", "namespace": "ns", "name": "p", "message": "m", "enforcementAction": "dryrun"})
+	}
+	con := &unstructured.Unstructured{Object: map[string]interface{}{
+		"metadata": map[string]interface{}{"generation": int64(3)},
+		"status": map[string]interface{}{
+			"auditTimestamp":  "2026-11-22T10:00:00Z",
+			"totalViolations": int64(8),
+			"violations":      violations,
+			"byPod": []interface{}{
+				map[string]interface{}{"id": "z", "enforced": true, "observedGeneration": int64(3)},
+				map[string]interface{}{"id": "y", "enforced": false, "observedGeneration": int64(2)},
+			},
+		},
+	}}
+	c := observeConstraint(con)
+	if c.Generation != 3 || c.TotalViolations != 8 || len(c.Violations) != v1alpha1.MaxSampleViolations || c.AuditTimestamp == nil {
+		t.Errorf("constraint observation %+v", c)
+	}
+	if len(c.ByPod) != 2 || c.ByPod[0].ID != "y" || c.ByPod[0].Enforced || !c.ByPod[1].Enforced {
+		t.Errorf("byPod %+v, want sorted by id with enforcement", c.ByPod)
+	}
+}
+
+func TestUpToDate(t *testing.T) {
+	desired := &unstructured.Unstructured{Object: map[string]interface{}{
+		"metadata": map[string]interface{}{"name": "x", "labels": map[string]interface{}{"a": "b"}},
+		"spec":     map[string]interface{}{"n": int64(3), "list": []interface{}{"x", "y"}, "m": map[string]interface{}{"k": true}},
+	}}
+	for _, tc := range []struct {
+		name string
+		live map[string]interface{}
+		want bool
+	}{
+		{"same with extra fields and float numbers", map[string]interface{}{
+			"metadata": map[string]interface{}{"name": "x", "labels": map[string]interface{}{"a": "b", "other": "c"}},
+			"spec":     map[string]interface{}{"n": float64(3), "list": []interface{}{"x", "y"}, "m": map[string]interface{}{"k": true, "z": 1}},
+			"status":   map[string]interface{}{"created": true},
+		}, true},
+		{"changed scalar", map[string]interface{}{
+			"metadata": map[string]interface{}{"name": "x", "labels": map[string]interface{}{"a": "b"}},
+			"spec":     map[string]interface{}{"n": int64(4), "list": []interface{}{"x", "y"}, "m": map[string]interface{}{"k": true}},
+		}, false},
+		{"longer list", map[string]interface{}{
+			"metadata": map[string]interface{}{"name": "x", "labels": map[string]interface{}{"a": "b"}},
+			"spec":     map[string]interface{}{"n": int64(3), "list": []interface{}{"x", "y", "z"}, "m": map[string]interface{}{"k": true}},
+		}, false},
+		{"label removed", map[string]interface{}{
+			"metadata": map[string]interface{}{"name": "x"},
+			"spec":     map[string]interface{}{"n": int64(3), "list": []interface{}{"x", "y"}, "m": map[string]interface{}{"k": true}},
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := upToDate(desired, &unstructured.Unstructured{Object: tc.live}); got != tc.want {
+				t.Errorf("upToDate = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
