@@ -34,4 +34,3 @@ func (r *Reconciler) recordEvents(obj *v1alpha1.PodSecurityConstraints, prev, cu
 		r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, after.Reason, "Reconcile", "%s", after.Message)
 	}
 }
-

@@ -53,7 +53,10 @@ func TestFeatureState(t *testing.T) {
 		{"one pod not enforcing", func(f *featureFacts) { f.Constraint.ByPod[1].Enforced = false }, v1alpha1.FeaturePending, "Waiting for 1 of 2 Gatekeeper pods to enforce generation 2 of the constraint."},
 		{"one pod at an old generation", func(f *featureFacts) { f.Constraint.ByPod[0].ObservedGeneration = 1 }, v1alpha1.FeaturePending, "Waiting for 1 of 2 Gatekeeper pods to enforce generation 2 of the constraint."},
 		{"constraint errors", func(f *featureFacts) { f.Constraint.ByPod[0].Errors = []string{"bad parameters"} }, v1alpha1.FeatureError, "Gatekeeper reported constraint errors: bad parameters"},
-		{"violations counted", func(f *featureFacts) { f.Constraint.TotalViolations = 4; f.EnforcementAction = v1alpha1.EnforcementDryRun }, v1alpha1.FeatureEnforced, "Enforced (dryrun) by 2 Gatekeeper pods; 4 audit violations."},
+		{"violations counted", func(f *featureFacts) {
+			f.Constraint.TotalViolations = 4
+			f.EnforcementAction = v1alpha1.EnforcementDryRun
+		}, v1alpha1.FeatureEnforced, "Enforced (dryrun) by 2 Gatekeeper pods; 4 audit violations."},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := enforcedFacts("capabilities")
@@ -103,28 +106,28 @@ func TestDeriveStatus(t *testing.T) {
 		wantCounts [3]int64 // enabled, enforced, violations
 	}{
 		{
-			name:       "all enforced",
-			facts:      reconcileFacts{Generation: 3, MasterEnabled: true, Features: []featureFacts{withViolations, enforcedFacts("capabilities"), {Feature: feature("seccomp")}}},
-			wantReady:  metav1.ConditionTrue, wantReason: ReasonEnforced, wantMsg: "All 2 enabled features are enforced.",
+			name:      "all enforced",
+			facts:     reconcileFacts{Generation: 3, MasterEnabled: true, Features: []featureFacts{withViolations, enforcedFacts("capabilities"), {Feature: feature("seccomp")}}},
+			wantReady: metav1.ConditionTrue, wantReason: ReasonEnforced, wantMsg: "All 2 enabled features are enforced.",
 			wantConds: []string{"Ready"}, wantOG: 3, wantCounts: [3]int64{2, 2, 3},
 		},
 		{
-			name:       "pending feature is progressing and keeps the old generation",
-			facts:      reconcileFacts{Generation: 3, MasterEnabled: true, Features: []featureFacts{withViolations, pending}},
-			prev:       v1alpha1.PodSecurityConstraintsStatus{ObservedGeneration: 2},
-			wantReady:  metav1.ConditionFalse, wantReason: ReasonProgressing, wantMsg: "1 of 2 enabled features: hostNamespaces",
+			name:      "pending feature is progressing and keeps the old generation",
+			facts:     reconcileFacts{Generation: 3, MasterEnabled: true, Features: []featureFacts{withViolations, pending}},
+			prev:      v1alpha1.PodSecurityConstraintsStatus{ObservedGeneration: 2},
+			wantReady: metav1.ConditionFalse, wantReason: ReasonProgressing, wantMsg: "1 of 2 enabled features: hostNamespaces",
 			wantConds: []string{"Ready", "Reconciling"}, wantOG: 2, wantCounts: [3]int64{2, 1, 3},
 		},
 		{
-			name:       "feature error wins over pending and is final for the generation",
-			facts:      reconcileFacts{Generation: 3, MasterEnabled: true, Features: []featureFacts{pending, broken}},
-			wantReady:  metav1.ConditionFalse, wantReason: ReasonFeatureError, wantMsg: "sysctls: Gatekeeper reported template errors: compile error",
+			name:      "feature error wins over pending and is final for the generation",
+			facts:     reconcileFacts{Generation: 3, MasterEnabled: true, Features: []featureFacts{pending, broken}},
+			wantReady: metav1.ConditionFalse, wantReason: ReasonFeatureError, wantMsg: "sysctls: Gatekeeper reported template errors: compile error",
 			wantConds: []string{"Ready"}, wantOG: 3, wantCounts: [3]int64{2, 0, 0},
 		},
 		{
-			name:       "gatekeeper missing",
-			facts:      reconcileFacts{Generation: 1, MasterEnabled: true, Failed: &failure{ReasonGatekeeperNotInstalled, "Gatekeeper is not installed"}, Features: []featureFacts{{Feature: feature("seccomp"), Enabled: true}}},
-			wantReady:  metav1.ConditionFalse, wantReason: ReasonGatekeeperNotInstalled, wantMsg: "Gatekeeper is not installed",
+			name:      "gatekeeper missing",
+			facts:     reconcileFacts{Generation: 1, MasterEnabled: true, Failed: &failure{ReasonGatekeeperNotInstalled, "Gatekeeper is not installed"}, Features: []featureFacts{{Feature: feature("seccomp"), Enabled: true}}},
+			wantReady: metav1.ConditionFalse, wantReason: ReasonGatekeeperNotInstalled, wantMsg: "Gatekeeper is not installed",
 			wantConds: []string{"Ready"}, wantOG: 0, wantCounts: [3]int64{1, 0, 0},
 		},
 		{
@@ -136,10 +139,10 @@ func TestDeriveStatus(t *testing.T) {
 			wantConds: []string{"Ready", "Stalled"}, wantOG: 4, wantCounts: [3]int64{1, 1, 0},
 		},
 		{
-			name:       "master switch off",
-			facts:      reconcileFacts{Generation: 5, MasterEnabled: false, Features: []featureFacts{{Feature: feature("seccomp")}}},
-			prev:       v1alpha1.PodSecurityConstraintsStatus{Conditions: []metav1.Condition{{Type: "Reconciling", Status: "True", Reason: "Progressing", LastTransitionTime: earlier}}},
-			wantReady:  metav1.ConditionTrue, wantReason: ReasonMasterSwitchOff, wantMsg: "no policies are generated",
+			name:      "master switch off",
+			facts:     reconcileFacts{Generation: 5, MasterEnabled: false, Features: []featureFacts{{Feature: feature("seccomp")}}},
+			prev:      v1alpha1.PodSecurityConstraintsStatus{Conditions: []metav1.Condition{{Type: "Reconciling", Status: "True", Reason: "Progressing", LastTransitionTime: earlier}}},
+			wantReady: metav1.ConditionTrue, wantReason: ReasonMasterSwitchOff, wantMsg: "no policies are generated",
 			wantConds: []string{"Ready"}, wantOG: 5, wantCounts: [3]int64{0, 0, 0},
 		},
 	} {

@@ -32,7 +32,7 @@
 #     therefore stored as submitted (no serviceAccountName defaulting, no kube-api-access volume).
 #     ServiceAccounts created explicitly work, and `kubectl create token` works (TokenRequest).
 #   - `--allow-privileged=true`, like real clusters, so privileged pods reach admission (and Gatekeeper).
-#   - Gatekeeper runs as a local process (webhook, audit and status operations in one process) with
+#   - Gatekeeper runs as a local process (webhook, audit, status and generate operations) with
 #     --debug-use-fake-pod; its webhook is registered by URL https://127.0.0.1:$GATEKEEPER_PORT.
 set -euo pipefail
 
@@ -316,6 +316,9 @@ start_gatekeeper() {
     metrics_flags=(--metrics-backend=opentelemetry --otlp-endpoint="127.0.0.1:${GATEKEEPER_METRICS_PORT}"
       --otlp-metric-interval=87600h)
   fi
+  # --operation: one process does what the chart splits over two Deployments: webhook (admission),
+  # audit, status (byPod status of templates/constraints) and generate (without which no constraint
+  # CRD is ever created from a ConstraintTemplate: "no matches for kind" forever). No mutation.
   # --debug-use-fake-pod: run outside a pod (status objects name the fake pod "no-pod").
   # POD_NAMESPACE: where Gatekeeper writes its *podstatuses objects and reads its Config.
   # --shutdown-delay=0: there is no Service endpoint to drain, so stop at once on SIGTERM.

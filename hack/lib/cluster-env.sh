@@ -14,7 +14,8 @@
 #   GATEKEEPER_METRICS_PORT  Gatekeeper Prometheus port, used only when GATEKEEPER_METRICS=prometheus (28888)
 #   GATEKEEPER_NAMESPACE     namespace Gatekeeper believes it runs in                      (gatekeeper-system)
 #   GATEKEEPER_AUDIT_INTERVAL  seconds between audit runs                                  (10)
-#   GATEKEEPER_OPERATIONS    comma-separated Gatekeeper --operation values                 (webhook,audit,status)
+#   GATEKEEPER_OPERATIONS    comma-separated Gatekeeper --operation values       (webhook,audit,status,generate)
+#                            "generate" is required: it is what creates each template's constraint CRD.
 #   GATEKEEPER_FAILURE_POLICY  failurePolicy of the validation.gatekeeper.sh webhook       (Ignore, as the chart)
 #   GATEKEEPER_METRICS       "none" (default) or "prometheus" (see cluster-up.sh for why)
 #   WAIT_TIMEOUT             seconds to wait for each component to become ready            (120)
@@ -53,7 +54,7 @@ GATEKEEPER_METRICS_PORT="${GATEKEEPER_METRICS_PORT:-28888}"
 
 GATEKEEPER_NAMESPACE="${GATEKEEPER_NAMESPACE:-gatekeeper-system}"
 GATEKEEPER_AUDIT_INTERVAL="${GATEKEEPER_AUDIT_INTERVAL:-10}"
-GATEKEEPER_OPERATIONS="${GATEKEEPER_OPERATIONS:-webhook,audit,status}"
+GATEKEEPER_OPERATIONS="${GATEKEEPER_OPERATIONS:-webhook,audit,status,generate}"
 GATEKEEPER_FAILURE_POLICY="${GATEKEEPER_FAILURE_POLICY:-Ignore}"
 GATEKEEPER_METRICS="${GATEKEEPER_METRICS:-none}"
 WAIT_TIMEOUT="${WAIT_TIMEOUT:-120}"

@@ -115,7 +115,12 @@ func New(ctx context.Context, objs []*unstructured.Unstructured) (*Evaluator, er
 	}
 
 	for _, u := range cons {
-		c := u.DeepCopy()
+		// Copy through JSON: never touches the caller's object and normalizes
+		// Go values (e.g. int) that unstructured.DeepCopy would panic on.
+		c, err := jsonCopy(u)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", describe(u), err)
+		}
 		// Gatekeeper's constraint controller drops status before caching.
 		unstructured.RemoveNestedField(c.Object, "status")
 		if err := validateEnforcementAction(c); err != nil {
@@ -295,6 +300,18 @@ func validateEnforcementAction(c *unstructured.Unstructured) error {
 	return util.ValidateEnforcementAction(util.EnforcementAction(ea), c.Object)
 }
 
+func jsonCopy(u *unstructured.Unstructured) (*unstructured.Unstructured, error) {
+	b, err := u.MarshalJSON()
+	if err != nil {
+		return nil, err
+	}
+	out := &unstructured.Unstructured{}
+	if err := out.UnmarshalJSON(b); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func describe(u *unstructured.Unstructured) string {
 	gvk := u.GroupVersionKind()
 	kind := gvk.Kind
@@ -400,6 +417,8 @@ func buildAdmissionRequest(req Request) (*admissionv1.AdmissionRequest, *corev1.
 		ns = &corev1.Namespace{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"},
 			ObjectMeta: metav1.ObjectMeta{Name: nsName, Labels: labels},
+			Spec:       corev1.NamespaceSpec{Finalizers: []corev1.FinalizerName{corev1.FinalizerKubernetes}},
+			Status:     corev1.NamespaceStatus{Phase: corev1.NamespaceActive},
 		}
 	}
 	return ar, ns, nil
