@@ -6,6 +6,7 @@ package validation
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	apiextensions "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions"
@@ -17,6 +18,7 @@ import (
 	structuralpruning "k8s.io/apiextensions-apiserver/pkg/apiserver/schema/pruning"
 	apiservervalidation "k8s.io/apiextensions-apiserver/pkg/apiserver/validation"
 	"k8s.io/apimachinery/pkg/runtime"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	celconfig "k8s.io/apiserver/pkg/apis/cel"
 	"sigs.k8s.io/yaml"
@@ -72,6 +74,11 @@ func New() (*Validator, error) {
 // input map is modified. Errors carry the API server's paths and messages.
 func (v *Validator) DefaultAndValidate(ctx context.Context, obj map[string]interface{}) (*v1alpha1.PodSecurityConstraints, field.ErrorList) {
 	var errs field.ErrorList
+	// Decoders of YAML give float64 for every number; the API server's JSON decoder gives
+	// int64 for whole numbers, and CEL rules compare them as such.
+	if err := normalizeNumbers(obj); err != nil {
+		return nil, field.ErrorList{field.InternalError(nil, err)}
+	}
 	unknown := structuralpruning.PruneWithOptions(obj, v.structural, true, structuralschema.UnknownFieldPathOptions{TrackUnknownFieldPaths: true})
 	for _, path := range unknown {
 		errs = append(errs, &field.Error{Type: field.ErrorTypeNotSupported, Field: path, BadValue: "", Detail: "unknown field"})
@@ -105,4 +112,21 @@ func (v *Validator) validateObject(ctx context.Context, obj map[string]interface
 	errs = append(errs, listtype.ValidateListSetsAndMaps(nil, v.structural, obj)...)
 	celErrs, _ := v.cel.Validate(ctx, nil, v.structural, obj, nil, celconfig.RuntimeCELCostBudget)
 	return append(errs, celErrs...)
+}
+
+// normalizeNumbers re-decodes obj in place the way the API server does.
+func normalizeNumbers(obj map[string]interface{}) error {
+	data, err := json.Marshal(obj)
+	if err != nil {
+		return fmt.Errorf("encoding object: %w", err)
+	}
+	normalized := map[string]interface{}{}
+	if err := utiljson.Unmarshal(data, &normalized); err != nil {
+		return fmt.Errorf("decoding object: %w", err)
+	}
+	clear(obj)
+	for k, v := range normalized {
+		obj[k] = v
+	}
+	return nil
 }
