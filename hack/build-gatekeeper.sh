@@ -23,7 +23,7 @@ fi
 rm -rf "${OUT}.tmp"
 mkdir -p "${OUT}.tmp/crds"
 GOBIN="${OUT}.tmp" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" "${module}@${GATEKEEPER_VERSION}"
-mv "${OUT}.tmp/v3" "${OUT}.tmp/manager"
+mv "${OUT}.tmp/gatekeeper" "${OUT}.tmp/manager"
 GOBIN="${OUT}.tmp" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" "${module}/cmd/gator@${GATEKEEPER_VERSION}"
 cp "${dir}"/charts/gatekeeper/crds/*.yaml "${OUT}.tmp/crds/"
 chmod -R u+w "${OUT}.tmp"

@@ -3,7 +3,9 @@
 #
 # Usage:
 #   hack/cluster-up.sh [up]                 etcd + kube-apiserver + Gatekeeper (CRDs, manager, webhooks)
-#   GATEKEEPER=0 hack/cluster-up.sh [up]    etcd + kube-apiserver only: no Gatekeeper CRDs, no Gatekeeper
+#   GATEKEEPER=0 hack/cluster-up.sh [up]    etcd + kube-apiserver only: installs no Gatekeeper CRDs and starts
+#                                           no Gatekeeper (on a cluster that already has Gatekeeper's CRDs,
+#                                           use gatekeeper-crds-delete, or cluster-down.sh first)
 #   hack/cluster-up.sh gatekeeper-crds      install Gatekeeper's CRDs and its namespace (cluster must be up)
 #   hack/cluster-up.sh gatekeeper-start     gatekeeper-crds, then start Gatekeeper and register its webhooks
 #   hack/cluster-up.sh gatekeeper-stop      delete Gatekeeper's webhook configuration, stop Gatekeeper
@@ -470,6 +472,11 @@ cmd_up() {
   fi
   if ((want_gk)); then
     ensure_gatekeeper
+  elif ! cluster_running_pid gatekeeper >/dev/null && gatekeeper_webhook_registered; then
+    # Left over from an earlier run whose processes died (e.g. a reboot): a webhook configuration
+    # pointing at a Gatekeeper that is not running would make namespace changes fail.
+    cluster_log "Gatekeeper is not running: removing its stale webhook configuration"
+    cluster_kubectl delete validatingwebhookconfiguration "${GATEKEEPER_VWH_NAME}" --ignore-not-found >/dev/null
   fi
   print_usage_info
 }

@@ -1,0 +1,178 @@
+package templates_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/yaml"
+
+	"github.com/podsecurity/psc-operator/templates"
+	"github.com/podsecurity/psc-operator/templates/policytest"
+)
+
+func readObject(t testing.TB, path string) map[string]interface{} {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj := map[string]interface{}{}
+	if err := yaml.Unmarshal(data, &obj); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return obj
+}
+
+// fullSampleEvaluator loads the 15 constraints of the full sample CR into the engine.
+func fullSampleEvaluator(t testing.TB) *policytest.Evaluator {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("..", "config", "samples", "policy_v1alpha1_podsecurityconstraints_full.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	psc, err := loadSpec(t, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rendered, err := templates.Render(&psc.Spec, templates.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := policytest.New(context.Background(), templates.Objects(rendered))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ev
+}
+
+// TestSamplePods: the realistic pod passes all 15 features of the full sample; the pod
+// built to violate everything is caught by every one of them.
+func TestSamplePods(t *testing.T) {
+	ev := fullSampleEvaluator(t)
+	ctx := context.Background()
+	got, err := ev.Review(ctx, policytest.Request{Object: readObject(t, filepath.Join("testdata", "pods", "compliant.yaml"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range got {
+		t.Errorf("compliant pod denied: %s", v.Message)
+	}
+	got, err = ev.Review(ctx, policytest.Request{Object: readObject(t, filepath.Join("testdata", "pods", "all-violating.yaml"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	violated := map[string]bool{}
+	for _, v := range got {
+		violated[v.Kind] = true
+	}
+	for _, f := range templates.Features() {
+		if !violated[f.ConstraintKind()] {
+			t.Errorf("feature %s did not catch the all-violating pod", f.Name)
+		}
+	}
+}
+
+// BenchmarkFullSample is the admission cost of a realistic 3-container pod against all 15
+// enabled constraints, for a compliant pod and for one that violates every feature.
+func BenchmarkFullSample(b *testing.B) {
+	ev := fullSampleEvaluator(b)
+	for _, name := range []string{"compliant", "all-violating"} {
+		pod := readObject(b, filepath.Join("testdata", "pods", name+".yaml"))
+		b.Run(name, func(b *testing.B) {
+			benchReview(b, ev, []map[string]interface{}{pod})
+		})
+	}
+}
+
+// BenchmarkSideBySide compares five of our policies with gatekeeper-library's matching PSP
+// templates, configured alike, on the pods Gatekeeper's own tests use (one per policy, each
+// violating it) plus our compliant pod. Both run through the same engine and harness.
+func BenchmarkSideBySide(b *testing.B) {
+	dir := gatekeeperTestdata(b)
+	var library []*unstructured.Unstructured
+	for _, sub := range []string{"psp-templates", "psp-constraints"} {
+		files, err := filepath.Glob(filepath.Join(dir, sub, "*.yaml"))
+		if err != nil || len(files) != 5 {
+			b.Fatalf("expected 5 files in %s: %v", sub, err)
+		}
+		for _, f := range files {
+			u := &unstructured.Unstructured{Object: readObject(b, f)}
+			if u.GetKind() == "ConstraintTemplate" {
+				// These test templates are written as v1beta1, whose fields v1 shares.
+				u.SetAPIVersion(templates.TemplateGVK.GroupVersion().String())
+			}
+			library = append(library, u)
+		}
+	}
+	libEval, err := policytest.New(context.Background(), library)
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Our five features with the parameters of the library's constraints.
+	spec := []byte(`apiVersion: policy.podsecurity.dev/v1alpha1
+kind: PodSecurityConstraints
+metadata: {name: cluster}
+spec:
+  excludedNamespaces: []
+  privilegedContainers: {enabled: true}
+  hostNamespaces: {enabled: true}
+  hostNetworking: {enabled: true, allowHostNetwork: true, hostPorts: [{min: 80, max: 9000}]}
+  volumeTypes: {enabled: true, allowed: [configMap, emptyDir, projected, secret, downwardAPI, persistentVolumeClaim, flexVolume]}
+  hostFilesystem: {enabled: true, allowedHostPaths: [{pathPrefix: /foo, readOnly: true}]}
+`)
+	psc, err := loadSpec(b, spec)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rendered, err := templates.Render(&psc.Spec, templates.DefaultOptions())
+	if err != nil {
+		b.Fatal(err)
+	}
+	ourEval, err := policytest.New(context.Background(), templates.Objects(rendered))
+	if err != nil {
+		b.Fatal(err)
+	}
+	podFiles, err := filepath.Glob(filepath.Join(dir, "psp-pods", "*.yaml"))
+	if err != nil || len(podFiles) != 5 {
+		b.Fatalf("expected 5 pods: %v", err)
+	}
+	var violating []map[string]interface{}
+	for _, f := range podFiles {
+		violating = append(violating, readObject(b, f))
+	}
+	compliant := []map[string]interface{}{readObject(b, filepath.Join("testdata", "pods", "compliant.yaml"))}
+	for _, side := range []struct {
+		name string
+		ev   *policytest.Evaluator
+	}{{"library", libEval}, {"psc", ourEval}} {
+		b.Run(side.name+"/violating-pods", func(b *testing.B) { benchReview(b, side.ev, violating) })
+		b.Run(side.name+"/compliant-pod", func(b *testing.B) { benchReview(b, side.ev, compliant) })
+	}
+}
+
+// benchReview reviews the pods in turn; ns/op is the latency of one review.
+func benchReview(b *testing.B, ev *policytest.Evaluator, pods []map[string]interface{}) {
+	ctx := context.Background()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, err := ev.Review(ctx, policytest.Request{Object: pods[i%len(pods)], Namespace: "shop"}); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
+
+func gatekeeperTestdata(b *testing.B) string {
+	b.Helper()
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/open-policy-agent/gatekeeper/v3").Output()
+	if err != nil {
+		b.Fatalf("locating the gatekeeper module: %v", err)
+	}
+	return filepath.Join(strings.TrimSpace(string(out)), "pkg", "webhook", "testdata", "psp-all-violations")
+}
