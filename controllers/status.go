@@ -21,12 +21,10 @@ const (
 	ReasonDuplicate              = "Duplicate"
 	ReasonRenderFailed           = "RenderFailed"
 	ReasonGatekeeperNotInstalled = "GatekeeperNotInstalled"
-	ReasonApplyFailed            = "ApplyFailed"
 	ReasonPruneFailed            = "PruneFailed"
 	ReasonStatusReadFailed       = "StatusReadFailed"
 	ReasonPruned                 = "Pruned"
 	ReasonApplied                = "Applied"
-	ReasonDeleting               = "Deleting"
 )
 
 // reconcileFacts is what one reconcile found out; status and conditions are derived from it
