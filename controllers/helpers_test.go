@@ -11,7 +11,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podsecurity/psc-operator/api/v1alpha1"
@@ -214,4 +213,3 @@ func specWith(features ...string) v1alpha1.PodSecurityConstraintsSpec {
 	return spec
 }
 
-var _ = ptr.To[bool]
