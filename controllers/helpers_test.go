@@ -212,4 +212,3 @@ func specWith(features ...string) v1alpha1.PodSecurityConstraintsSpec {
 	}
 	return spec
 }
-
