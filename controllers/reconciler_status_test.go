@@ -73,6 +73,9 @@ func testTemplateErrorsSurface(t *testing.T, te *testEnv, fg *fakeGatekeeper) {
 	if hn.State != v1alpha1.FeatureError || !strings.Contains(hn.Message, "rego_parse_error: unexpected token") {
 		t.Errorf("hostNamespaces status %+v, want Error naming the template error", hn)
 	}
+	if stalled := meta.FindStatusCondition(obj.Status.Conditions, v1alpha1.ConditionStalled); stalled == nil || stalled.Reason != ReasonFeatureError {
+		t.Errorf("Stalled = %+v, want True with reason FeatureError", stalled)
+	}
 	ready := meta.FindStatusCondition(obj.Status.Conditions, v1alpha1.ConditionReady)
 	if !strings.Contains(ready.Message, "hostNamespaces") || !strings.Contains(ready.Message, "unexpected token") {
 		t.Errorf("Ready message %q does not name the failing feature and error", ready.Message)

@@ -157,7 +157,11 @@ func deriveStatus(facts reconcileFacts, prev v1alpha1.PodSecurityConstraintsStat
 		Type: v1alpha1.ConditionReconciling, Status: metav1.ConditionTrue, Reason: ready.Reason,
 		Message: ready.Message, ObservedGeneration: facts.Generation,
 	}, now)
-	setOrRemove(&st.Conditions, facts.Stalled != nil, metav1.Condition{
+	// Errors Gatekeeper reports for a template or constraint do not go away without a change
+	// (of the spec, or of Gatekeeper): kstatus calls that stalled, and Flux and Argo CD then
+	// report a failure instead of waiting for a timeout.
+	stalled := facts.Stalled != nil || ready.Reason == ReasonFeatureError
+	setOrRemove(&st.Conditions, stalled, metav1.Condition{
 		Type: v1alpha1.ConditionStalled, Status: metav1.ConditionTrue, Reason: ready.Reason,
 		Message: ready.Message, ObservedGeneration: facts.Generation,
 	}, now)

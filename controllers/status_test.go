@@ -122,7 +122,7 @@ func TestDeriveStatus(t *testing.T) {
 			name:      "feature error wins over pending and is final for the generation",
 			facts:     reconcileFacts{Generation: 3, MasterEnabled: true, Features: []featureFacts{pending, broken}},
 			wantReady: metav1.ConditionFalse, wantReason: ReasonFeatureError, wantMsg: "sysctls: Gatekeeper reported template errors: compile error",
-			wantConds: []string{"Ready"}, wantOG: 3, wantCounts: [3]int64{2, 0, 0},
+			wantConds: []string{"Ready", "Stalled"}, wantOG: 3, wantCounts: [3]int64{2, 0, 0},
 		},
 		{
 			name:      "gatekeeper missing",
