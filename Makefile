@@ -43,7 +43,7 @@ vet: ## go vet the code.
 
 .PHONY: build
 build: ## Build the manager binary into bin/manager.
-	CGO_ENABLED=0 go build -trimpath -o $(BIN)/manager .
+	go build -o $(BIN)/manager .
 
 ##@ Test
 
