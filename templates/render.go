@@ -1,14 +1,17 @@
 package templates
 
 import (
+	"bytes"
 	"embed"
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utiljson "k8s.io/apimachinery/pkg/util/json"
+	yamlv3 "go.yaml.in/yaml/v3"
 	"sigs.k8s.io/yaml"
 
 	"github.com/podsecurity/psc-operator/api/v1alpha1"
@@ -253,16 +256,34 @@ func toInterfaces(in []string) []interface{} {
 }
 
 // MarshalYAMLStream writes objects as a multi-document YAML stream with sorted keys, so the
-// same input always gives the same bytes.
+// same input always gives the same bytes. Multi-line strings (the Rego) are written as
+// literal blocks, so that the output reads like the policy files.
 func MarshalYAMLStream(objs []*unstructured.Unstructured) ([]byte, error) {
-	var out []byte
+	var buf bytes.Buffer
 	for _, o := range objs {
-		data, err := yaml.Marshal(o.Object)
-		if err != nil {
+		var node yamlv3.Node
+		if err := node.Encode(o.Object); err != nil {
 			return nil, fmt.Errorf("encoding %s %s: %w", o.GetKind(), o.GetName(), err)
 		}
-		out = append(out, "---\n"...)
-		out = append(out, data...)
+		useLiteralBlocks(&node)
+		buf.WriteString("---\n")
+		enc := yamlv3.NewEncoder(&buf)
+		enc.SetIndent(2)
+		if err := enc.Encode(&node); err != nil {
+			return nil, fmt.Errorf("encoding %s %s: %w", o.GetKind(), o.GetName(), err)
+		}
+		if err := enc.Close(); err != nil {
+			return nil, fmt.Errorf("encoding %s %s: %w", o.GetKind(), o.GetName(), err)
+		}
 	}
-	return out, nil
+	return buf.Bytes(), nil
+}
+
+func useLiteralBlocks(n *yamlv3.Node) {
+	if n.Kind == yamlv3.ScalarNode && n.Tag == "!!str" && strings.Contains(n.Value, "\n") {
+		n.Style = yamlv3.LiteralStyle
+	}
+	for _, c := range n.Content {
+		useLiteralBlocks(c)
+	}
 }
