@@ -11,6 +11,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -130,19 +132,28 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	return result, nil
 }
 
-// patchStatus writes the status only when it changed, under its own field manager.
+// patchStatus writes the status only when it changed. It server-side applies the whole
+// status under its own field manager: a merge patch would leave out zero counts the object
+// has never had, and printer columns would show them empty.
 func (r *Reconciler) patchStatus(ctx context.Context, obj *v1alpha1.PodSecurityConstraints, status v1alpha1.PodSecurityConstraintsStatus) error {
 	if equality.Semantic.DeepEqual(obj.Status, status) {
 		return nil
 	}
-	patch := client.MergeFrom(obj.DeepCopy())
-	obj.Status = status
-	if err := r.Client.Status().Patch(ctx, obj, patch, client.FieldOwner(StatusFieldManager)); err != nil {
+	st, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&status)
+	if err != nil {
+		return fmt.Errorf("encoding status: %w", err)
+	}
+	patch := &unstructured.Unstructured{Object: map[string]interface{}{"status": st}}
+	patch.SetGroupVersionKind(v1alpha1.GroupVersion.WithKind("PodSecurityConstraints"))
+	patch.SetName(obj.Name)
+	//nolint:staticcheck // SSA through Patch keeps the status in one unstructured apply.
+	if err := r.Client.Status().Patch(ctx, patch, client.Apply, client.FieldOwner(StatusFieldManager), client.ForceOwnership); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
 		return fmt.Errorf("patching status: %w", err)
 	}
+	obj.Status = status
 	return nil
 }
 
