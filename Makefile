@@ -62,7 +62,7 @@ bench: ## Benchmark policy evaluation (per-review latency, Rego engine).
 .PHONY: test-e2e
 test-e2e: test-assets build ## End-to-end tests against a local cluster with real Gatekeeper.
 	hack/cluster-up.sh
-	KUBECONFIG=$(KUBECONFIG) PSC_KUBECTL=$(KUBECTL) PSC_MANAGER=$(BIN)/manager go test -count=1 -timeout $(E2E_TIMEOUT) -tags e2e -v ./e2e/... ; rc=$$?; \
+	KUBECONFIG=$(KUBECONFIG) PSC_KUBECTL=$(KUBECTL) PSC_MANAGER=$(BIN)/manager PSC_GATOR=$(GK_BIN)/gator go test -count=1 -timeout $(E2E_TIMEOUT) -tags e2e -v ./e2e/... ; rc=$$?; \
 	  [ "$(KEEP)" = "1" ] || hack/cluster-down.sh; exit $$rc
 
 ##@ Local cluster

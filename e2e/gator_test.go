@@ -1,0 +1,64 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/podsecurity/psc-operator/templates"
+)
+
+// TestRenderedObjectsPassGator renders the full sample with the manager's render command and
+// evaluates the output with Gatekeeper's gator: every template must compile in Gatekeeper's
+// own reader, the compliant pod must pass, and the all-violating pod must be caught by every
+// feature.
+func TestRenderedObjectsPassGator(t *testing.T) {
+	manager, gator := os.Getenv("PSC_MANAGER"), os.Getenv("PSC_GATOR")
+	if manager == "" || gator == "" {
+		t.Fatal("PSC_MANAGER and PSC_GATOR must be set: run with make test-e2e")
+	}
+	dir := t.TempDir()
+	rendered := filepath.Join(dir, "rendered.yaml")
+	out, err := exec.Command(manager, "render", "-f", filepath.Join("..", "config", "samples", "policy_v1alpha1_podsecurityconstraints_full.yaml")).Output()
+	if err != nil {
+		t.Fatalf("render: %v", err)
+	}
+	if err := os.WriteFile(rendered, out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	gatorTest := func(pod string) (string, int) {
+		cmd := exec.Command(gator, "test", "-f", rendered, "-f", filepath.Join("..", "templates", "testdata", "pods", pod))
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		var exit *exec.ExitError
+		switch {
+		case err == nil:
+			return stdout.String(), 0
+		case errors.As(err, &exit):
+			return stdout.String() + stderr.String(), exit.ExitCode()
+		}
+		t.Fatalf("running gator: %v", err)
+		return "", -1
+	}
+
+	if output, code := gatorTest("compliant.yaml"); code != 0 || strings.TrimSpace(output) != "" {
+		t.Errorf("gator on the compliant pod: exit %d, output:\n%s", code, output)
+	}
+	output, code := gatorTest("all-violating.yaml")
+	if code == 0 {
+		t.Errorf("gator admitted the all-violating pod:\n%s", output)
+	}
+	for _, f := range templates.Features() {
+		if !strings.Contains(output, `"psc/`+f.Name+`:`) {
+			t.Errorf("gator output has no violation of %s:\n%s", f.Name, output)
+		}
+	}
+}
