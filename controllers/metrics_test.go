@@ -1,0 +1,45 @@
+package controllers
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/podsecurity/psc-operator/api/v1alpha1"
+)
+
+func TestMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.observe(v1alpha1.PodSecurityConstraintsStatus{Features: []v1alpha1.FeatureStatus{
+		{Name: "capabilities", State: v1alpha1.FeatureEnforced, TotalViolations: 4},
+		{Name: "sysctls", State: v1alpha1.FeatureDisabled},
+	}})
+	want := `
+# HELP psc_feature_audit_violations Audit violations Gatekeeper reports for each pod security feature.
+# TYPE psc_feature_audit_violations gauge
+psc_feature_audit_violations{feature="capabilities"} 4
+psc_feature_audit_violations{feature="sysctls"} 0
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "psc_feature_audit_violations"); err != nil {
+		t.Error(err)
+	}
+	if got := testutil.ToFloat64(m.featureState.WithLabelValues("capabilities", "Enforced")); got != 1 {
+		t.Errorf("capabilities Enforced gauge %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(m.featureState.WithLabelValues("capabilities", "Pending")); got != 0 {
+		t.Errorf("capabilities Pending gauge %v, want 0", got)
+	}
+	m.forget()
+	if n := testutil.CollectAndCount(reg); n != 0 {
+		t.Errorf("%d series left after the CR was deleted", n)
+	}
+	if _, err := NewMetrics(reg); err == nil {
+		t.Error("registering twice succeeded")
+	}
+}
