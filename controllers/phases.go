@@ -77,10 +77,10 @@ func (r *Reconciler) reconcile(ctx context.Context, obj *v1alpha1.PodSecurityCon
 	if !crds[templateCRDName] {
 		facts.Failed = &failure{Reason: ReasonGatekeeperNotInstalled, Message: "Gatekeeper is not installed: the CRD " + templateCRDName +
 			" does not exist. Install OPA Gatekeeper (v3.x); the operator applies the policies as soon as it appears."}
-		r.watches.sync(ctx, nil)
+		r.watches.sync(ctx, nil, nil)
 		return facts, ch, ctrl.Result{RequeueAfter: gatekeeperAbsentRequeue}
 	}
-	r.watches.sync(ctx, watchedKinds(crds))
+	r.watches.sync(ctx, watchedKinds(crds), func(gvk schema.GroupVersionKind) bool { return r.crdEstablished(ctx, gvk) })
 
 	pending := false
 	for i := range facts.Features {
@@ -161,6 +161,24 @@ func (r *Reconciler) gatekeeperCRDs(ctx context.Context) (map[string]bool, error
 		}
 	}
 	return out, nil
+}
+
+// crdEstablished reports whether the CRD serving a Gatekeeper kind is established.
+func (r *Reconciler) crdEstablished(ctx context.Context, gvk schema.GroupVersionKind) bool {
+	name := templateCRDName
+	if gvk.Group == constraintsGroup {
+		name = constraintCRDName(gvk.Kind)
+	}
+	crd := &apiextensionsv1.CustomResourceDefinition{}
+	if err := r.APIReader.Get(ctx, types.NamespacedName{Name: name}, crd); err != nil {
+		return false
+	}
+	for _, c := range crd.Status.Conditions {
+		if c.Type == apiextensionsv1.Established && c.Status == apiextensionsv1.ConditionTrue {
+			return true
+		}
+	}
+	return false
 }
 
 func isGatekeeperCRD(name string) bool {

@@ -34,8 +34,11 @@ func newDynamicWatches(c controller.Controller, ch cache.Cache, h handler.EventH
 }
 
 // sync starts watches for the given kinds and stops the others. Only objects labelled as
-// ours trigger a reconcile.
-func (w *dynamicWatches) sync(ctx context.Context, kinds []schema.GroupVersionKind) {
+// ours trigger a reconcile. A kind is only watched once established says its CRD is served:
+// a watch started earlier fails discovery and controller-runtime retries it only after
+// several seconds, during which deletions would go unseen. The CRD's status update triggers
+// the next reconcile, which starts the watch.
+func (w *dynamicWatches) sync(ctx context.Context, kinds []schema.GroupVersionKind, established func(schema.GroupVersionKind) bool) {
 	if w == nil {
 		return
 	}
@@ -45,7 +48,7 @@ func (w *dynamicWatches) sync(ctx context.Context, kinds []schema.GroupVersionKi
 	want := map[schema.GroupVersionKind]bool{}
 	for _, gvk := range kinds {
 		want[gvk] = true
-		if w.watched[gvk] {
+		if w.watched[gvk] || !established(gvk) {
 			continue
 		}
 		obj := &unstructured.Unstructured{}
