@@ -2,6 +2,7 @@ package templates_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -146,13 +147,52 @@ spec:
 		violating = append(violating, readObject(b, f))
 	}
 	compliant := []map[string]interface{}{readObject(b, filepath.Join("testdata", "pods", "compliant.yaml"))}
+	// floor: five templates whose Rego does next to nothing, i.e. the engine's fixed cost per
+	// review (input conversion, matching, query preparation per template), which no Rego
+	// change can remove. library minus floor and psc minus floor compare the policies alone.
+	floorEval, err := policytest.New(context.Background(), floorObjects(5))
+	if err != nil {
+		b.Fatal(err)
+	}
 	for _, side := range []struct {
 		name string
 		ev   *policytest.Evaluator
-	}{{"library", libEval}, {"psc", ourEval}} {
+	}{{"floor", floorEval}, {"library", libEval}, {"psc", ourEval}} {
 		b.Run(side.name+"/violating-pods", func(b *testing.B) { benchReview(b, side.ev, violating) })
 		b.Run(side.name+"/compliant-pod", func(b *testing.B) { benchReview(b, side.ev, compliant) })
 	}
+}
+
+// floorObjects returns n trivial ConstraintTemplates (one input lookup that never matches)
+// and a constraint for each, matching Pods like the real ones.
+func floorObjects(n int) []*unstructured.Unstructured {
+	var objs []*unstructured.Unstructured
+	for i := range n {
+		kind := fmt.Sprintf("BenchFloor%d", i)
+		objs = append(objs, &unstructured.Unstructured{Object: map[string]interface{}{
+			"apiVersion": templates.TemplateGVK.GroupVersion().String(),
+			"kind":       "ConstraintTemplate",
+			"metadata":   map[string]interface{}{"name": strings.ToLower(kind)},
+			"spec": map[string]interface{}{
+				"crd": map[string]interface{}{"spec": map[string]interface{}{"names": map[string]interface{}{"kind": kind}}},
+				"targets": []interface{}{map[string]interface{}{
+					"target": "admission.k8s.gatekeeper.sh",
+					"code": []interface{}{map[string]interface{}{"engine": "Rego", "source": map[string]interface{}{
+						"version": "v1",
+						"rego":    fmt.Sprintf("package benchfloor%d\n\nviolation contains {\"msg\": \"never\"} if input.review.object.spec.benchFloor == true\n", i),
+					}}},
+				}},
+			},
+		}}, &unstructured.Unstructured{Object: map[string]interface{}{
+			"apiVersion": templates.ConstraintGroupVersion.String(),
+			"kind":       kind,
+			"metadata":   map[string]interface{}{"name": "floor"},
+			"spec": map[string]interface{}{"match": map[string]interface{}{
+				"kinds": []interface{}{map[string]interface{}{"apiGroups": []interface{}{""}, "kinds": []interface{}{"Pod"}}},
+			}},
+		}})
+	}
+	return objs
 }
 
 // benchReview reviews the pods in turn; ns/op is the latency of one review.

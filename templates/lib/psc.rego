@@ -1,4 +1,22 @@
 # Shared by every policy of psc-operator; the renderer adds it to each template's libs.
+#
+# Admission latency: every pod creation evaluates every enabled template. In OPA's evaluator a
+# policy pays mostly for the rules and functions it evaluates (each one allocates cache entries
+# and bindings; rules of this package sit four levels deep in the data tree) and for builtin
+# calls, far less for plain references into the input. So templates test each container or the
+# pod directly on input.review.object first, with the violation's own condition, and only for
+# a container or pod that fails it ask this library whether it is checked at all (update rules,
+# exemptImages) and format the message: a compliant pod rarely reaches this package.
+#
+# Templates iterate a pod's containers as
+#
+#	some field, kind in {"containers": "container", "initContainers": "initContainer", "ephemeralContainers": "ephemeralContainer"}
+#	some c in input.review.object.spec[field]
+#	<the container's own test>
+#	psc.checked(field, c)
+#
+# The object is written inline because a literal costs nothing to evaluate while a rule holding
+# it would be evaluated per request.
 package lib.psc
 
 # is_update is true for UPDATE admission requests. Audit reviews carry no operation and are
@@ -12,33 +30,25 @@ adds_ephemeral_containers if {
 
 # pod_fields_checked: pod-level fields are checked on creation and in audit. A pod's security
 # fields cannot change after creation, so updates (labels, finalizers, status) are never
-# blocked, even for a pod that predates the policy.
-pod_fields_checked if not is_update
+# blocked, even for a pod that predates the policy. The negation holds when operation is
+# absent (audit), as intended; it is written out rather than as `not is_update` to save a rule
+# evaluation on every violation.
+pod_fields_checked if not input.review.operation == "UPDATE"
 
 pod := input.review.object
 
-# containers_to_check are the containers a request must be checked for, as
-# {"container": c, "kind": "container" | "initContainer" | "ephemeralContainer"}: all of them on
+# checked(field, c): container c, found in pod.spec[field], must be checked: every container on
 # creation and in audit; on an UPDATE of the pods/ephemeralcontainers subresource (kubectl
-# debug) only the ephemeral containers it adds. Containers whose image is exempt are left out.
-containers_to_check contains {"container": c, "kind": kind} if {
-	pod_fields_checked
-	some field, kind in container_fields
-	some c in object.get(pod.spec, field, [])
+# debug) only the ephemeral containers it adds. Containers whose image is exempt never are.
+checked(_, c) if {
+	not input.review.operation == "UPDATE" # pod_fields_checked, written out (see above)
 	not exempt(c)
 }
 
-containers_to_check contains {"container": c, "kind": "ephemeralContainer"} if {
+checked("ephemeralContainers", c) if {
 	adds_ephemeral_containers
-	some c in object.get(pod.spec, "ephemeralContainers", [])
 	not c.name in existing_ephemeral_names
 	not exempt(c)
-}
-
-container_fields := {
-	"containers": "container",
-	"initContainers": "initContainer",
-	"ephemeralContainers": "ephemeralContainer",
 }
 
 existing_ephemeral_names contains c.name if {
@@ -48,7 +58,7 @@ existing_ephemeral_names contains c.name if {
 # exempt: the container's image matches parameters.exemptImages (exact, or prefix with a
 # trailing "*").
 exempt(c) if {
-	some pattern in object.get(input.parameters, "exemptImages", [])
+	some pattern in input.parameters.exemptImages
 	matches_pattern(c.image, pattern)
 }
 
@@ -65,5 +75,6 @@ security_context(c) := object.get(c, "securityContext", {})
 
 pod_security_context := object.get(pod.spec, "securityContext", {})
 
-# describe names a container for messages, e.g. `container "app"`.
-describe(entry) := sprintf("%s %q", [entry.kind, entry.container.name])
+# describe names a container for messages, e.g. `container "app"`; kind is the value of the
+# container field map above.
+describe(kind, c) := sprintf("%s %q", [kind, c.name])
