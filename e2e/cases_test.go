@@ -5,56 +5,36 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
-	"sigs.k8s.io/yaml"
+
+	"github.com/podsecurity/psc-operator/templates/policytest"
 )
 
-// policyCase is one entry of a feature's templates/<feature>/cases.yaml. It mirrors the struct
-// in templates/policies_test.go (a test-only type that cannot be imported) and is parsed the
-// same way, with yaml.UnmarshalStrict, so a field added there makes this suite fail loudly
-// instead of silently ignoring it.
-type policyCase struct {
-	Name              string                 `json:"name"`
-	Spec              map[string]interface{} `json:"spec,omitempty"`
-	Operation         string                 `json:"operation,omitempty"`
-	SubResource       string                 `json:"subResource,omitempty"`
-	Namespace         string                 `json:"namespace,omitempty"`
-	Object            map[string]interface{} `json:"object"`
-	OldObject         map[string]interface{} `json:"oldObject,omitempty"`
-	Violations        []string               `json:"violations"`
-	EnforcementAction string                 `json:"enforcementAction,omitempty"`
-}
-
-type caseFile struct {
-	Cases []policyCase `json:"cases"`
-}
+// policyCase is one entry of a feature's templates/<feature>/cases.yaml, read with the same
+// strict loader as the policy suite.
+type policyCase struct{ policytest.Case }
 
 // loadCases reads a feature's cases.yaml from the templates folder of this repository.
 func loadCases(t testing.TB, feature string) []policyCase {
 	t.Helper()
-	path := filepath.Join(repoRoot, "templates", feature, "cases.yaml")
-	data, err := os.ReadFile(path)
+	cases, err := policytest.LoadCases(filepath.Join(repoRoot, "templates", feature, "cases.yaml"))
 	if err != nil {
-		t.Fatalf("reading %s: %v", path, err)
+		t.Fatal(err)
 	}
-	var file caseFile
-	if err := yaml.UnmarshalStrict(data, &file); err != nil {
-		t.Fatalf("parsing %s: %v", path, err)
+	out := make([]policyCase, len(cases))
+	for i, c := range cases {
+		out[i] = policyCase{c}
 	}
-	return file.Cases
+	return out
 }
 
 // specOf is the CR spec a case is evaluated with: its own, or the feature alone, enabled.
 func (c policyCase) specOf(feature string) map[string]interface{} {
-	if c.Spec != nil {
-		return deepCopyMap(c.Spec)
-	}
-	return map[string]interface{}{feature: map[string]interface{}{"enabled": true}}
+	return deepCopyMap(c.SpecFor(feature))
 }
 
 // isCreate: a case that models a plain pod creation in a namespace nobody excludes. Only such

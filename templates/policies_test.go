@@ -3,39 +3,15 @@ package templates_test
 import (
 	"context"
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"slices"
 	"sort"
 	"testing"
 
-	"sigs.k8s.io/yaml"
-
 	"github.com/podsecurity/psc-operator/api/v1alpha1/validation"
 	"github.com/podsecurity/psc-operator/templates"
 	"github.com/podsecurity/psc-operator/templates/policytest"
 )
-
-// policyCase is one entry of a feature's cases.yaml: a spec, an admission request, and the
-// exact messages the policies must produce (none for an admitted pod).
-type policyCase struct {
-	Name string `json:"name"`
-	// Spec is the PodSecurityConstraints spec; default: only the folder's feature, enabled.
-	Spec        map[string]interface{} `json:"spec,omitempty"`
-	Operation   string                 `json:"operation,omitempty"`
-	SubResource string                 `json:"subResource,omitempty"`
-	Namespace   string                 `json:"namespace,omitempty"`
-	Object      map[string]interface{} `json:"object"`
-	OldObject   map[string]interface{} `json:"oldObject,omitempty"`
-	// Violations are the expected messages, in any order.
-	Violations []string `json:"violations"`
-	// EnforcementAction, when set, is expected on every violation (default deny).
-	EnforcementAction string `json:"enforcementAction,omitempty"`
-}
-
-type caseFile struct {
-	Cases []policyCase `json:"cases"`
-}
 
 // TestPolicies runs every feature folder's cases.yaml through the renderer and the real OPA
 // engine with Gatekeeper's Kubernetes target.
@@ -48,30 +24,22 @@ func TestPolicies(t *testing.T) {
 	evaluators := map[string]*policytest.Evaluator{}
 	for _, f := range templates.Features() {
 		t.Run(f.Name, func(t *testing.T) {
-			data, err := os.ReadFile(filepath.Join(f.Name, "cases.yaml"))
+			cases, err := policytest.LoadCases(filepath.Join(f.Name, "cases.yaml"))
 			if err != nil {
-				t.Fatalf("every feature needs a cases.yaml: %v", err)
+				t.Fatalf("every feature needs a valid cases.yaml: %v", err)
 			}
-			var file caseFile
-			if err := yaml.UnmarshalStrict(data, &file); err != nil {
-				t.Fatalf("parsing cases.yaml: %v", err)
-			}
-			if len(file.Cases) < 3 {
-				t.Fatalf("%s has %d cases; every feature needs allowed and denied cases", f.Name, len(file.Cases))
+			if len(cases) < 3 {
+				t.Fatalf("%s has %d cases; every feature needs allowed and denied cases", f.Name, len(cases))
 			}
 			denied, allowed := 0, 0
-			for _, c := range file.Cases {
+			for _, c := range cases {
 				if len(c.Violations) > 0 {
 					denied++
 				} else {
 					allowed++
 				}
 				t.Run(c.Name, func(t *testing.T) {
-					spec := c.Spec
-					if spec == nil {
-						spec = map[string]interface{}{f.Name: map[string]interface{}{"enabled": true}}
-					}
-					ev := evaluatorFor(ctx, t, v, spec, evaluators)
+					ev := evaluatorFor(ctx, t, v, c.SpecFor(f.Name), evaluators)
 					got, err := ev.Review(ctx, policytest.Request{
 						Operation: c.Operation, SubResource: c.SubResource, Namespace: c.Namespace,
 						Object: c.Object, OldObject: c.OldObject,

@@ -1,0 +1,51 @@
+package policytest
+
+import (
+	"fmt"
+	"os"
+
+	"sigs.k8s.io/yaml"
+)
+
+// Case is one entry of a feature's cases.yaml (templates/<feature>/cases.yaml): a spec, an
+// admission request, and the exact messages the policies must produce (none for an admitted
+// pod). The policy suite evaluates cases with the engine; the e2e suite replays creation
+// cases against real Gatekeeper.
+type Case struct {
+	Name string `json:"name"`
+	// Spec is the PodSecurityConstraints spec; default: only the folder's feature, enabled.
+	Spec        map[string]interface{} `json:"spec,omitempty"`
+	Operation   string                 `json:"operation,omitempty"`
+	SubResource string                 `json:"subResource,omitempty"`
+	Namespace   string                 `json:"namespace,omitempty"`
+	Object      map[string]interface{} `json:"object"`
+	OldObject   map[string]interface{} `json:"oldObject,omitempty"`
+	// Violations are the expected messages, in any order.
+	Violations []string `json:"violations"`
+	// EnforcementAction, when set, is expected on every violation (default deny).
+	EnforcementAction string `json:"enforcementAction,omitempty"`
+}
+
+// LoadCases reads a cases.yaml strictly: an unknown field is an error, not a silently
+// ignored expectation.
+func LoadCases(path string) ([]Case, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	var file struct {
+		Cases []Case `json:"cases"`
+	}
+	if err := yaml.UnmarshalStrict(data, &file); err != nil {
+		return nil, fmt.Errorf("parsing %s: %w", path, err)
+	}
+	return file.Cases, nil
+}
+
+// SpecFor is the spec the case is evaluated with: its own, or the feature alone, enabled.
+func (c Case) SpecFor(feature string) map[string]interface{} {
+	if c.Spec != nil {
+		return c.Spec
+	}
+	return map[string]interface{}{feature: map[string]interface{}{"enabled": true}}
+}
