@@ -80,9 +80,9 @@ func (r *Reconciler) reconcile(ctx context.Context, obj *v1alpha1.PodSecurityCon
 		r.watches.sync(ctx, nil, nil)
 		return facts, ch, ctrl.Result{RequeueAfter: gatekeeperAbsentRequeue}
 	}
-	r.watches.sync(ctx, watchedKinds(crds), func(gvk schema.GroupVersionKind) bool { return r.crdEstablished(ctx, gvk) })
+	newWatch := r.watches.sync(ctx, watchedKinds(crds), func(gvk schema.GroupVersionKind) bool { return r.servedKind(ctx, gvk) })
 
-	pending := false
+	pending := newWatch
 	for i := range facts.Features {
 		f := &facts.Features[i]
 		rd, ok := byName[f.Feature.Name]
@@ -161,6 +161,16 @@ func (r *Reconciler) gatekeeperCRDs(ctx context.Context) (map[string]bool, error
 		}
 	}
 	return out, nil
+}
+
+// servedKind reports whether a Gatekeeper kind can be watched: its CRD is established and
+// discovery (the REST mapper) knows the kind, which can lag behind the CRD's condition.
+func (r *Reconciler) servedKind(ctx context.Context, gvk schema.GroupVersionKind) bool {
+	if !r.crdEstablished(ctx, gvk) {
+		return false
+	}
+	_, err := r.Client.RESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version)
+	return err == nil
 }
 
 // crdEstablished reports whether the CRD serving a Gatekeeper kind is established.

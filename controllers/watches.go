@@ -38,10 +38,14 @@ func newDynamicWatches(c controller.Controller, ch cache.Cache, h handler.EventH
 // a watch started earlier fails discovery and controller-runtime retries it only after
 // several seconds, during which deletions would go unseen. The CRD's status update triggers
 // the next reconcile, which starts the watch.
-func (w *dynamicWatches) sync(ctx context.Context, kinds []schema.GroupVersionKind, established func(schema.GroupVersionKind) bool) {
+//
+// It reports whether a watch was started: objects deleted before the new informer listed
+// them raise no event, so the caller looks again shortly.
+func (w *dynamicWatches) sync(ctx context.Context, kinds []schema.GroupVersionKind, established func(schema.GroupVersionKind) bool) bool {
 	if w == nil {
-		return
+		return false
 	}
+	started := false
 	log := logf.FromContext(ctx)
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -61,6 +65,7 @@ func (w *dynamicWatches) sync(ctx context.Context, kinds []schema.GroupVersionKi
 			continue
 		}
 		w.watched[gvk] = true
+		started = true
 		log.V(1).Info("Started watch", "kind", gvk.Kind)
 	}
 	for gvk := range w.watched {
@@ -76,4 +81,5 @@ func (w *dynamicWatches) sync(ctx context.Context, kinds []schema.GroupVersionKi
 		delete(w.watched, gvk)
 		log.V(1).Info("Stopped watch", "kind", gvk.Kind)
 	}
+	return started
 }
