@@ -37,6 +37,15 @@ pod_fields_checked if not input.review.operation == "UPDATE"
 
 pod := input.review.object
 
+# is_windows_pod: the pod declares spec.os.name windows. The API server rejects Linux-only
+# securityContext fields on such pods (readOnlyRootFilesystem, allowPrivilegeEscalation,
+# capabilities, procMount, runAsUser, runAsGroup, supplementalGroups, fsGroup, seLinuxOptions,
+# seccompProfile, appArmorProfile, sysctls; runAsNonRoot is allowed), so checks that require
+# one of them to be set skip Windows pods, as the Pod Security Standards do. A plain reference,
+# undefined (false) when spec.os is absent; templates test it after the violation's own
+# condition, like checked.
+is_windows_pod if input.review.object.spec.os.name == "windows"
+
 # checked(field, c): container c, found in pod.spec[field], must be checked: every container on
 # creation and in audit; on an UPDATE of the pods/ephemeralcontainers subresource (kubectl
 # debug) only the ephemeral containers it adds. Containers whose image is exempt never are.
