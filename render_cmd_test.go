@@ -30,7 +30,7 @@ func TestRenderCommand(t *testing.T) {
 		{name: "master switch off renders nothing", args: []string{"-f", "-"},
 			stdin: "apiVersion: policy.podsecurity.dev/v1alpha1\nkind: PodSecurityConstraints\nmetadata: {name: cluster}\nspec: {enabled: false, privilegedContainers: {enabled: true}}\n"},
 		{name: "invalid spec", args: []string{"-f", "-"}, wantCode: 1,
-			stdin: "apiVersion: policy.podsecurity.dev/v1alpha1\nkind: PodSecurityConstraints\nmetadata: {name: cluster}\nspec:\n  capabilities: {enabled: true, allowedCapabilities: [CAP_SYS_ADMIN]}\n  hostNetworking: {enabled: true, hostPorts: [{min: 9, max: 1}]}\n",
+			stdin:      "apiVersion: policy.podsecurity.dev/v1alpha1\nkind: PodSecurityConstraints\nmetadata: {name: cluster}\nspec:\n  capabilities: {enabled: true, allowedCapabilities: [CAP_SYS_ADMIN]}\n  hostNetworking: {enabled: true, hostPorts: [{min: 9, max: 1}]}\n",
 			wantStderr: []string{"error: the PodSecurityConstraints is invalid:", "without the CAP_ prefix", "spec.hostNetworking.hostPorts[0]: Invalid value: min must not be greater than max"}},
 		{name: "wrong name", args: []string{"-f", "-"}, wantCode: 1,
 			stdin:      "apiVersion: policy.podsecurity.dev/v1alpha1\nkind: PodSecurityConstraints\nmetadata: {name: prod}\nspec: {}\n",
