@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -129,12 +130,6 @@ func uniqueSorted(in []string) []string {
 	if len(in) == 0 {
 		return nil
 	}
-	sort.Strings(in)
-	out := in[:1]
-	for _, s := range in[1:] {
-		if s != out[len(out)-1] {
-			out = append(out, s)
-		}
-	}
-	return out
+	slices.Sort(in)
+	return slices.Compact(in)
 }

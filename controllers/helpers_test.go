@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"testing"
 	"time"
@@ -158,22 +159,10 @@ func expectedObjects(features ...string) []string {
 	return out
 }
 
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 func waitObjects(t *testing.T, c client.Client, want []string) {
 	t.Helper()
 	eventually(t, waitTimeout, func() error {
-		if got := ourObjects(t, c); !equalStrings(got, want) {
+		if got := ourObjects(t, c); !slices.Equal(got, want) {
 			return fmt.Errorf("generated objects %v, want %v", got, want)
 		}
 		return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -119,7 +120,7 @@ func (r *Reconciler) reconcile(ctx context.Context, obj *v1alpha1.PodSecurityCon
 			continue
 		}
 		f.Constraint = observeConstraint(live)
-		if applied && !contains(ch.Applied, f.Feature.Name) {
+		if applied && !slices.Contains(ch.Applied, f.Feature.Name) {
 			ch.Applied = append(ch.Applied, f.Feature.Name)
 		}
 	}
@@ -409,13 +410,4 @@ func isTransient(err error) bool {
 	return meta.IsNoMatchError(err) || apierrors.IsConflict(err) ||
 		strings.Contains(err.Error(), "missing ConstraintTemplate") ||
 		apierrors.IsServerTimeout(err) || apierrors.IsTooManyRequests(err) || apierrors.IsServiceUnavailable(err)
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
