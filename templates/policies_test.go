@@ -42,7 +42,7 @@ func TestPolicies(t *testing.T) {
 					ev := evaluatorFor(ctx, t, v, c.SpecFor(f.Name), evaluators)
 					got, err := ev.Review(ctx, policytest.Request{
 						Operation: c.Operation, SubResource: c.SubResource, Namespace: c.Namespace,
-						Object: c.Object, OldObject: c.OldObject,
+						Object: c.Object, OldObject: c.OldObject, Generated: c.Generated,
 					})
 					if err != nil {
 						t.Fatalf("review: %v", err)

@@ -20,6 +20,9 @@ type Case struct {
 	Namespace   string                 `json:"namespace,omitempty"`
 	Object      map[string]interface{} `json:"object"`
 	OldObject   map[string]interface{} `json:"oldObject,omitempty"`
+	// Generated reviews the object as the Pod Gatekeeper generates from a workload's pod
+	// template (an ExpansionTemplate): the workload's operation and no oldObject.
+	Generated bool `json:"generated,omitempty"`
 	// Violations are the expected messages, in any order.
 	Violations []string `json:"violations"`
 	// EnforcementAction, when set, is expected on every violation (default deny).
