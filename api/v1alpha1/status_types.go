@@ -162,3 +162,8 @@ func init() {
 func (s *PodSecurityConstraintsSpec) MasterEnabled() bool {
 	return s.Enabled == nil || *s.Enabled
 }
+
+// WorkloadsEnabled reports whether workloads are checked; absent means on.
+func (s *PodSecurityConstraintsSpec) WorkloadsEnabled() bool {
+	return s.Workloads == nil || s.Workloads.Enabled == nil || *s.Workloads.Enabled
+}

@@ -54,6 +54,16 @@ func TestDefaults(t *testing.T) {
 		len(s.ExcludedNamespaces) != 1 || s.ExcludedNamespaces[0] != "kube-system" || s.ProcMount.ProcMount != "Default" {
 		t.Errorf("defaults not applied: %+v", s)
 	}
+	if s.Workloads == nil || s.Workloads.Enabled == nil || !*s.Workloads.Enabled || !s.WorkloadsEnabled() {
+		t.Errorf("workloads not on by default: %+v", s.Workloads)
+	}
+	psc, errs = v.DefaultAndValidate(context.Background(), object(t, "cluster", `{workloads: {enforcementAction: warn}}`))
+	if len(errs) > 0 {
+		t.Fatal(errs.ToAggregate())
+	}
+	if !psc.Spec.WorkloadsEnabled() || psc.Spec.Workloads.EnforcementAction != v1alpha1.EnforcementWarn {
+		t.Errorf("a workloads block without enabled should default to enabled: %+v", psc.Spec.Workloads)
+	}
 }
 
 func TestUnknownFieldsAreReported(t *testing.T) {
