@@ -159,12 +159,12 @@ type Workloads struct {
 }
 
 // WorkloadKind is a custom kind whose objects embed a pod template.
-// +kubebuilder:validation:XValidation:rule="!(self.group == ” && self.kind == 'Pod')",message="Pods are always checked; extraKinds lists kinds that embed a pod template"
-// +kubebuilder:validation:XValidation:rule="!((self.group == 'apps' && self.kind in ['Deployment', 'ReplicaSet', 'StatefulSet', 'DaemonSet']) || (self.group == 'batch' && self.kind in ['Job', 'CronJob']) || (self.group == ” && self.kind == 'ReplicationController'))",message="this kind is built in and checked already; list only other kinds"
+// +kubebuilder:validation:XValidation:rule="!(self.group.size() == 0 && self.kind == 'Pod')",message="Pods are always checked; extraKinds lists kinds that embed a pod template"
+// +kubebuilder:validation:XValidation:rule="!((self.group == 'apps' && self.kind in ['Deployment', 'ReplicaSet', 'StatefulSet', 'DaemonSet']) || (self.group == 'batch' && self.kind in ['Job', 'CronJob']) || (self.group.size() == 0 && self.kind == 'ReplicationController'))",message="this kind is built in and checked already; list only other kinds"
 type WorkloadKind struct {
 	// Group is the kind's API group, such as argoproj.io ("" is the core group).
 	// +kubebuilder:validation:MaxLength=253
-	// +kubebuilder:validation:XValidation:rule="self == '' || self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",message="must be an API group such as argoproj.io (lower-case DNS name), or empty for the core group"
+	// +kubebuilder:validation:XValidation:rule="self.size() == 0 || self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",message="must be an API group such as argoproj.io (lower-case DNS name), or empty for the core group"
 	// +required
 	Group string `json:"group"`
 

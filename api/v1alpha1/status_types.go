@@ -9,6 +9,10 @@ const (
 	ConditionReady       = "Ready"
 	ConditionReconciling = "Reconciling"
 	ConditionStalled     = "Stalled"
+	// ConditionWorkloadsChecked is true when Gatekeeper judges workloads (Deployments, Jobs,
+	// ...) at apply time as the Pods they would create. It does not affect Ready: Pods are
+	// checked either way.
+	ConditionWorkloadsChecked = "WorkloadsChecked"
 )
 
 // FeatureState summarises one feature.
@@ -37,7 +41,8 @@ type PodSecurityConstraintsStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// Conditions: Ready, and Reconciling / Stalled while they are true.
+	// Conditions: Ready, and Reconciling / Stalled while they are true; WorkloadsChecked says
+	// whether workloads are judged at apply time (it does not affect Ready).
 	// +listType=map
 	// +listMapKey=type
 	// +optional
