@@ -61,6 +61,7 @@ type Reconciler struct {
 	Metrics         *Metrics
 
 	watches *dynamicWatches
+	applied appliedEvents
 }
 
 // +kubebuilder:rbac:groups=policy.podsecurity.dev,resources=podsecurityconstraints,verbs=get;list;watch;update;patch
@@ -124,6 +125,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.patchStatus(ctx, obj, status); err != nil {
 		return ctrl.Result{}, err
 	}
+	ch.Applied = r.applied.collect(obj.UID, obj.Generation, ch.Applied, rolloutDone(facts))
 	r.recordEvents(obj, prev, &status, &ch)
 	r.Metrics.observe(status)
 	ready := readyOf(status)
