@@ -14,7 +14,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/client/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -123,9 +122,9 @@ func runManager(ctx context.Context, args []string) error {
 		LeaderElection:          leaderElect,
 		LeaderElectionID:        leaderElectionID,
 		LeaderElectionNamespace: leaderElectionNS,
-		// Gatekeeper objects are read uncached (Reconciler.APIReader); the cache only holds
-		// our CR, CRD metadata and the watched Gatekeeper kinds.
-		Client: client.Options{},
+		// The cache holds our CR, CRD metadata and our Gatekeeper objects, trimmed; the
+		// reconciler reads Gatekeeper objects from it (NewGatekeeperReader).
+		Cache: controllers.CacheOptions(),
 	})
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
@@ -141,7 +140,7 @@ func runManager(ctx context.Context, args []string) error {
 	}
 	r := &controllers.Reconciler{
 		Client:          mgr.GetClient(),
-		APIReader:       mgr.GetAPIReader(),
+		APIReader:       controllers.NewGatekeeperReader(mgr.GetClient(), mgr.GetAPIReader()),
 		Recorder:        mgr.GetEventRecorder("psc-operator"),
 		Validator:       validator,
 		Options:         opts,

@@ -36,8 +36,12 @@ psc_feature_audit_violations{feature="sysctls"} 0
 	if got := testutil.ToFloat64(m.featureState.WithLabelValues("capabilities", "Pending")); got != 0 {
 		t.Errorf("capabilities Pending gauge %v, want 0", got)
 	}
+	m.statusUpdated()
+	if got := testutil.ToFloat64(m.statusUpdates); got != 1 {
+		t.Errorf("status updates counter %v, want 1", got)
+	}
 	m.forget()
-	if n := testutil.CollectAndCount(reg); n != 0 {
+	if n := testutil.CollectAndCount(reg, "psc_feature_state", "psc_feature_audit_violations"); n != 0 {
 		t.Errorf("%d series left after the CR was deleted", n)
 	}
 	if _, err := NewMetrics(reg); err == nil {
@@ -54,12 +58,13 @@ func TestMetricsFollowPrometheusConventions(t *testing.T) {
 		t.Fatal(err)
 	}
 	m.observe(v1alpha1.PodSecurityConstraintsStatus{Features: []v1alpha1.FeatureStatus{{Name: "capabilities", State: v1alpha1.FeatureEnforced}}})
+	m.statusUpdated()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(mfs) != 2 {
-		t.Fatalf("gathered %d metric families, want 2", len(mfs))
+	if len(mfs) != 3 {
+		t.Fatalf("gathered %d metric families, want 3", len(mfs))
 	}
 	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
 	if err != nil {
