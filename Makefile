@@ -96,6 +96,10 @@ test-assets: ## Build/install kube-apiserver, kubectl and etcd for envtest into 
 bench: ## Benchmark policy evaluation (per-review latency, Rego engine).
 	go test -run '^$$' -bench . -benchmem -count=$${BENCH_COUNT:-5} ./templates/...
 
+.PHONY: bench-operator
+bench-operator: test-assets build ## The operator's steady-state cost and apply latency on the local cluster (its own metrics).
+	hack/bench-operator.sh
+
 .PHONY: test-e2e
 test-e2e: test-assets build helm ## End-to-end tests against a local cluster with real Gatekeeper.
 	hack/cluster-up.sh
