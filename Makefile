@@ -8,6 +8,18 @@ BIN        := $(CURDIR)/bin
 KUBE_BIN   := $(BIN)/k8s/$(KUBE_VERSION)
 GK_BIN     := $(BIN)/gatekeeper/$(GATEKEEPER_VERSION)
 CONTROLLER_GEN := $(BIN)/tools/controller-tools-$(CONTROLLER_TOOLS_VERSION)/controller-gen
+HELM_VERSION   ?= v3.22.0
+HELM           := $(BIN)/tools/helm-$(HELM_VERSION)/helm
+CHART          := charts/psc-operator
+
+IMAGE_REPO   ?= ghcr.io/podsecurity/psc-operator
+IMAGE_TAG    ?= v0.1.0
+IMAGE_ARCH   ?= $(shell go env GOARCH)
+IMAGE_DIR    := $(BIN)/image
+IMAGE_BINARY := $(IMAGE_DIR)/manager-linux-$(IMAGE_ARCH)
+# Reproducible: every timestamp in the image is the last commit's.
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+export SOURCE_DATE_EPOCH
 KUBECTL    := $(KUBE_BIN)/kubectl
 KUBECONFIG ?= $(BIN)/local/kubeconfig
 export KUBE_VERSION GATEKEEPER_VERSION
@@ -26,8 +38,16 @@ help: ## Show this help.
 ##@ Development
 
 .PHONY: manifests
-manifests: controller-gen ## Generate the CRD and RBAC under config/.
+manifests: controller-gen ## Generate the CRD and RBAC under config/, and sync them into the Helm chart.
 	$(CONTROLLER_GEN) rbac:roleName=psc-operator crd paths="./..." output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	$(MAKE) --no-print-directory chart-sync
+
+.PHONY: chart-sync
+chart-sync: ## Copy the generated CRDs, ClusterRole rules and Argo CD health check into the chart.
+	rm -f $(CHART)/crds/*.yaml
+	cp config/crd/bases/*.yaml $(CHART)/crds/
+	cp config/rbac/role.yaml $(CHART)/files/role.yaml
+	cp config/argocd/health.lua $(CHART)/files/health.lua
 
 .PHONY: generate
 generate: controller-gen ## Generate DeepCopy methods.
@@ -45,11 +65,28 @@ vet: ## go vet the code.
 build: ## Build the manager binary into bin/manager.
 	go build -o $(BIN)/manager .
 
+.PHONY: image
+image: ## Build the OCI image (static binary, non-root, no container engine) into bin/image/oci.
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(IMAGE_ARCH) go build -trimpath -ldflags="-s -w -buildid=" -o $(IMAGE_BINARY) .
+	cd hack/image && go run . --binary $(IMAGE_BINARY) --out $(IMAGE_DIR)/oci --repository $(IMAGE_REPO) --tag $(IMAGE_TAG) \
+	  --arch $(IMAGE_ARCH) --revision $$(git rev-parse HEAD 2>/dev/null || echo unknown)
+
 ##@ Test
 
 .PHONY: test
-test: test-assets ## Run unit, policy and envtest (real kube-apiserver + etcd) tests.
-	KUBEBUILDER_ASSETS=$(KUBE_BIN) go test $(GO_TEST_FLAGS) ./...
+test: test-assets helm test-chart test-image ## Run unit, policy, chart and envtest (real kube-apiserver + etcd) tests.
+	KUBEBUILDER_ASSETS=$(KUBE_BIN) PSC_HELM=$(HELM) go test $(GO_TEST_FLAGS) ./...
+
+.PHONY: test-image
+test-image: image ## Inspect the image: config, files, the binary runs --help, rebuild gives the same digest.
+	cd hack/image && PSC_IMAGE_LAYOUT=$(IMAGE_DIR)/oci PSC_IMAGE_BINARY=$(IMAGE_BINARY) go test $(GO_TEST_FLAGS) ./...
+
+.PHONY: test-chart
+test-chart: helm ## helm lint and helm template the chart (the Go test compares it with config/default).
+	$(HELM) lint --strict $(CHART)
+	$(HELM) lint --strict $(CHART) --set namespace.create=true --set argocd.healthCheck.enabled=true --set leaderElection.enabled=false
+	$(HELM) template psc-operator $(CHART) --namespace psc-system --include-crds --kube-version $(KUBE_VERSION) >/dev/null
+	$(HELM) template psc-operator $(CHART) --namespace psc-system --kube-version v1.30.0 --set argocd.healthCheck.enabled=true >/dev/null
 
 .PHONY: test-assets
 test-assets: ## Build/install kube-apiserver, kubectl and etcd for envtest into bin/ (cached).
@@ -59,10 +96,14 @@ test-assets: ## Build/install kube-apiserver, kubectl and etcd for envtest into 
 bench: ## Benchmark policy evaluation (per-review latency, Rego engine).
 	go test -run '^$$' -bench . -benchmem -count=$${BENCH_COUNT:-5} ./templates/...
 
+.PHONY: bench-operator
+bench-operator: test-assets build ## The operator's steady-state cost and apply latency on the local cluster (its own metrics).
+	hack/bench-operator.sh
+
 .PHONY: test-e2e
-test-e2e: test-assets build ## End-to-end tests against a local cluster with real Gatekeeper.
+test-e2e: test-assets build helm ## End-to-end tests against a local cluster with real Gatekeeper.
 	hack/cluster-up.sh
-	KUBECONFIG=$(KUBECONFIG) PSC_KUBECTL=$(KUBECTL) PSC_MANAGER=$(BIN)/manager PSC_GATOR=$(GK_BIN)/gator go test -count=1 -timeout $(E2E_TIMEOUT) -tags e2e -v ./e2e/... ; rc=$$?; \
+	KUBECONFIG=$(KUBECONFIG) PSC_HELM=$(HELM) PSC_KUBECTL=$(KUBECTL) PSC_MANAGER=$(BIN)/manager PSC_GATOR=$(GK_BIN)/gator go test -count=1 -timeout $(E2E_TIMEOUT) -tags e2e -v ./e2e/... ; rc=$$?; \
 	  [ "$(KEEP)" = "1" ] || hack/cluster-down.sh; exit $$rc
 
 ##@ Local cluster
@@ -92,6 +133,11 @@ deploy: manifests ## Apply CRD, RBAC and the manager Deployment (config/default)
 	$(KUBECTL) --kubeconfig=$(KUBECONFIG) apply --server-side -k config/default
 
 ##@ Tools
+
+.PHONY: helm
+helm: $(HELM) ## Build helm from its Go module into bin/tools.
+$(HELM):
+	GOBIN=$(dir $(HELM)) CGO_ENABLED=0 go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
 
 .PHONY: controller-gen
 controller-gen: $(CONTROLLER_GEN)

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -13,7 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/client/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -29,7 +30,10 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "render" {
 		os.Exit(runRender(context.Background(), os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
 	}
-	if err := runManager(); err != nil {
+	if err := runManager(ctrl.SetupSignalHandler(), os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
 		fmt.Fprintf(os.Stderr, "error: %v\n", err)
 		os.Exit(1)
 	}
@@ -45,32 +49,55 @@ func newScheme() (*runtime.Scheme, error) {
 	return scheme, nil
 }
 
-func runManager() error {
-	var (
-		metricsAddr, probeAddr string
-		leaderElect            bool
-		leaderElectionNS       string
-		refresh                time.Duration
-	)
-	opts := templates.DefaultOptions()
-	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
-		opts.OperatorNamespace = ns
-	}
-	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "address the Prometheus metrics endpoint binds to; 0 disables it")
-	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address the health and readiness probes bind to")
-	flag.BoolVar(&leaderElect, "leader-elect", true, "use leader election, so that only one replica reconciles")
-	flag.StringVar(&leaderElectionNS, "leader-election-namespace", "", "namespace of the leader election lease (default: the operator's namespace)")
-	flag.DurationVar(&refresh, "status-refresh-interval", 30*time.Second, "how often Gatekeeper's status (audit results) is read back without any change")
-	flag.StringVar(&opts.OperatorNamespace, "operator-namespace", opts.OperatorNamespace, "namespace the operator runs in; always excluded from the policies (default from $POD_NAMESPACE)")
-	flag.StringVar(&opts.GatekeeperNamespace, "gatekeeper-namespace", opts.GatekeeperNamespace, "namespace Gatekeeper runs in; always excluded from the policies")
-	zapOpts := zap.Options{}
-	zapOpts.BindFlags(flag.CommandLine)
-	flag.Parse()
-	if refresh <= 0 {
-		return fmt.Errorf("--status-refresh-interval must be positive, got %s", refresh)
-	}
+// managerFlags are the manager's command-line flags.
+type managerFlags struct {
+	metricsAddr, probeAddr string
+	leaderElect            bool
+	leaderElectionNS       string
+	refresh                time.Duration
+	opts                   templates.Options
+	zap                    zap.Options
+}
 
-	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+// parseManagerFlags parses the manager's flags. Leader election is off by default, as in
+// kubebuilder projects: a binary run by hand against a cluster reconciles at once, and the
+// Deployment (config/manager, the Helm chart) turns it on.
+func parseManagerFlags(args []string) (*managerFlags, error) {
+	f := &managerFlags{opts: templates.DefaultOptions()}
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+		f.opts.OperatorNamespace = ns
+	}
+	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8080", "address the Prometheus metrics endpoint binds to; 0 disables it")
+	fs.StringVar(&f.probeAddr, "health-probe-bind-address", ":8081", "address the health and readiness probes bind to")
+	fs.BoolVar(&f.leaderElect, "leader-elect", false, "use leader election, so that only one replica reconciles (on in the Deployment and the Helm chart)")
+	fs.StringVar(&f.leaderElectionNS, "leader-election-namespace", "", "namespace of the leader election lease; it must exist (default: the operator's namespace)")
+	fs.DurationVar(&f.refresh, "status-refresh-interval", 30*time.Second, "how often Gatekeeper's status (audit results) is read back without any change")
+	fs.StringVar(&f.opts.OperatorNamespace, "operator-namespace", f.opts.OperatorNamespace, "namespace the operator runs in; always excluded from the policies (default from $POD_NAMESPACE)")
+	fs.StringVar(&f.opts.GatekeeperNamespace, "gatekeeper-namespace", f.opts.GatekeeperNamespace, "namespace Gatekeeper runs in; always excluded from the policies")
+	ctrlconfig.RegisterFlags(fs)
+	f.zap.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if f.refresh <= 0 {
+		return nil, fmt.Errorf("--status-refresh-interval must be positive, got %s", f.refresh)
+	}
+	if f.leaderElectionNS == "" {
+		f.leaderElectionNS = f.opts.OperatorNamespace
+	}
+	return f, nil
+}
+
+// runManager runs the operator until ctx is done.
+func runManager(ctx context.Context, args []string) error {
+	f, err := parseManagerFlags(args)
+	if err != nil {
+		return err
+	}
+	metricsAddr, probeAddr, leaderElect, leaderElectionNS, refresh, opts := f.metricsAddr, f.probeAddr, f.leaderElect, f.leaderElectionNS, f.refresh, f.opts
+
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&f.zap)))
 	log := ctrl.Log.WithName("setup")
 
 	scheme, err := newScheme()
@@ -81,19 +108,23 @@ func runManager() error {
 	if err != nil {
 		return fmt.Errorf("loading kubeconfig: %w", err)
 	}
-	if leaderElectionNS == "" {
-		leaderElectionNS = opts.OperatorNamespace
+	if leaderElect {
+		// Without this check a missing namespace leaves the manager retrying the lease
+		// forever, without reconciling and without a clear error.
+		if err := checkLeaseNamespace(ctx, cfg, leaderElectionNS, leaderElectionID); err != nil {
+			return err
+		}
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
 		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
 		HealthProbeBindAddress:  probeAddr,
 		LeaderElection:          leaderElect,
-		LeaderElectionID:        "psc-operator.policy.podsecurity.dev",
+		LeaderElectionID:        leaderElectionID,
 		LeaderElectionNamespace: leaderElectionNS,
-		// Gatekeeper objects are read uncached (Reconciler.APIReader); the cache only holds
-		// our CR, CRD metadata and the watched Gatekeeper kinds.
-		Client: client.Options{},
+		// The cache holds our CR, CRD metadata and our Gatekeeper objects, trimmed; the
+		// reconciler reads Gatekeeper objects from it (NewGatekeeperReader).
+		Cache: controllers.CacheOptions(),
 	})
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
@@ -109,7 +140,7 @@ func runManager() error {
 	}
 	r := &controllers.Reconciler{
 		Client:          mgr.GetClient(),
-		APIReader:       mgr.GetAPIReader(),
+		APIReader:       controllers.NewGatekeeperReader(mgr.GetClient(), mgr.GetAPIReader()),
 		Recorder:        mgr.GetEventRecorder("psc-operator"),
 		Validator:       validator,
 		Options:         opts,
@@ -128,7 +159,7 @@ func runManager() error {
 
 	log.Info("Starting manager", "operatorNamespace", opts.OperatorNamespace, "gatekeeperNamespace", opts.GatekeeperNamespace,
 		"statusRefreshInterval", refresh.String())
-	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
+	if err := mgr.Start(ctx); err != nil {
 		return fmt.Errorf("running manager: %w", err)
 	}
 	return nil

@@ -11,6 +11,7 @@ import (
 type Metrics struct {
 	featureState      *prometheus.GaugeVec
 	featureViolations *prometheus.GaugeVec
+	statusUpdates     prometheus.Counter
 }
 
 // NewMetrics creates the gauges and registers them.
@@ -24,8 +25,12 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "psc_feature_audit_violations",
 			Help: "Audit violations Gatekeeper reports for each pod security feature.",
 		}, []string{"feature"}),
+		statusUpdates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "psc_status_updates_total",
+			Help: "Writes of the PodSecurityConstraints status (made only when the status changed).",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.featureState, m.featureViolations} {
+	for _, c := range []prometheus.Collector{m.featureState, m.featureViolations, m.statusUpdates} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -57,4 +62,11 @@ func (m *Metrics) forget() {
 	}
 	m.featureState.Reset()
 	m.featureViolations.Reset()
+}
+
+func (m *Metrics) statusUpdated() {
+	if m == nil {
+		return
+	}
+	m.statusUpdates.Inc()
 }

@@ -49,8 +49,9 @@ const (
 type Reconciler struct {
 	// Client reads the CR from the cache and writes everything.
 	Client client.Client
-	// APIReader reads Gatekeeper objects straight from the API server, so that apply
-	// decisions never rest on a stale cache.
+	// APIReader reads Gatekeeper objects and CRDs. main.go wires it to NewGatekeeperReader:
+	// templates and constraints from the informer cache the watches keep current (a stale
+	// read costs at most an idempotent re-apply), CRDs from the API server.
 	APIReader client.Reader
 	Recorder  events.EventRecorder
 	Validator *validation.Validator
@@ -61,6 +62,7 @@ type Reconciler struct {
 	Metrics         *Metrics
 
 	watches *dynamicWatches
+	applied appliedEvents
 }
 
 // +kubebuilder:rbac:groups=policy.podsecurity.dev,resources=podsecurityconstraints,verbs=get;list;watch;update;patch
@@ -93,7 +95,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err != nil {
 		return fmt.Errorf("building controller: %w", err)
 	}
-	r.watches = newDynamicWatches(c, mgr.GetCache(), toCluster)
+	r.watches = newDynamicWatches(c, mgr.GetCache(), gatekeeperEvents{delay: auditCoalesceDelay})
 	return nil
 }
 
@@ -127,6 +129,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.patchStatus(ctx, obj, status); err != nil {
 		return ctrl.Result{}, err
 	}
+	ch.Applied = r.applied.collect(obj.UID, obj.Generation, ch.Applied, rolloutDone(facts))
 	r.recordEvents(obj, prev, &status, &ch)
 	r.Metrics.observe(status)
 	ready := readyOf(status)
@@ -156,6 +159,7 @@ func (r *Reconciler) patchStatus(ctx context.Context, obj *v1alpha1.PodSecurityC
 		}
 		return fmt.Errorf("patching status: %w", err)
 	}
+	r.Metrics.statusUpdated()
 	obj.Status = status
 	return nil
 }

@@ -15,6 +15,7 @@ func TestReconciler(t *testing.T) {
 		run  func(*testing.T, *testEnv, *fakeGatekeeper)
 	}{
 		{"ApplyAndPrune", testApplyAndPrune},
+		{"OneAppliedEventPerChange", testOneAppliedEventPerChange},
 		{"MasterSwitch", testMasterSwitch},
 		{"DriftIsRestored", testDriftIsRestored},
 		{"StatusFollowsGatekeeper", testStatusFollowsGatekeeper},

@@ -108,6 +108,7 @@ func (te *testEnv) startManager(t testing.TB) {
 		Scheme:                 newScheme(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
+		Cache:                  CacheOptions(),
 		// Each test starts its own manager in the same process.
 		Controller: ctrlconfig.Controller{SkipNameValidation: ptr.To(true)},
 		NewClient: func(cfg *rest.Config, opts client.Options) (client.Client, error) {
@@ -127,7 +128,7 @@ func (te *testEnv) startManager(t testing.TB) {
 	}
 	r := &Reconciler{
 		Client:          mgr.GetClient(),
-		APIReader:       mgr.GetAPIReader(),
+		APIReader:       NewGatekeeperReader(mgr.GetClient(), mgr.GetAPIReader()),
 		Recorder:        mgr.GetEventRecorder("psc-operator"),
 		Validator:       v,
 		Options:         templates.DefaultOptions(),

@@ -3,17 +3,25 @@ package controllers
 import (
 	"context"
 	"sync"
+	"time"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
+	"github.com/podsecurity/psc-operator/api/v1alpha1"
 	"github.com/podsecurity/psc-operator/templates"
 )
 
@@ -82,4 +90,62 @@ func (w *dynamicWatches) sync(ctx context.Context, kinds []schema.GroupVersionKi
 		log.V(1).Info("Stopped watch", "kind", gvk.Kind)
 	}
 	return started
+}
+
+// auditCoalesceDelay is how long a reconcile waits after an audit-only status update of a
+// Gatekeeper object. Gatekeeper's audit writes the results of all our constraints within a
+// second or so; waiting gathers them into one reconcile and one status write per audit cycle.
+const auditCoalesceDelay = 5 * time.Second
+
+var clusterRequest = reconcile.Request{NamespacedName: types.NamespacedName{Name: v1alpha1.ClusterName}}
+
+// gatekeeperEvents maps events of our templates and constraints to the CR: at once for
+// anything that changes what is applied or enforced (spec, labels, owners, deletion, the
+// pods' enforcement status), after auditCoalesceDelay for audit results only.
+type gatekeeperEvents struct {
+	delay time.Duration
+}
+
+var _ handler.EventHandler = gatekeeperEvents{}
+
+func (h gatekeeperEvents) Create(_ context.Context, _ event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	q.Add(clusterRequest)
+}
+
+func (h gatekeeperEvents) Update(_ context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	if auditResultsOnly(e.ObjectOld, e.ObjectNew) {
+		q.AddAfter(clusterRequest, h.delay)
+		return
+	}
+	q.Add(clusterRequest)
+}
+
+func (h gatekeeperEvents) Delete(_ context.Context, _ event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	q.Add(clusterRequest)
+}
+
+func (h gatekeeperEvents) Generic(_ context.Context, _ event.GenericEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	q.Add(clusterRequest)
+}
+
+// auditFields are the status fields Gatekeeper's audit rewrites every cycle.
+var auditFields = []string{"auditTimestamp", "totalViolations", "violations"}
+
+// auditResultsOnly reports whether an update changed nothing but audit results.
+func auditResultsOnly(oldObj, newObj client.Object) bool {
+	o, ok1 := oldObj.(*unstructured.Unstructured)
+	n, ok2 := newObj.(*unstructured.Unstructured)
+	if !ok1 || !ok2 {
+		return false
+	}
+	strip := func(u *unstructured.Unstructured) map[string]interface{} {
+		c := runtime.DeepCopyJSON(u.Object)
+		unstructured.RemoveNestedField(c, "metadata", "resourceVersion")
+		unstructured.RemoveNestedField(c, "metadata", "managedFields")
+		for _, f := range auditFields {
+			unstructured.RemoveNestedField(c, "status", f)
+		}
+		return c
+	}
+	return equality.Semantic.DeepEqual(strip(o), strip(n))
 }

@@ -23,11 +23,12 @@
 //	   TestGatekeeperNotInstalled           operator started without Gatekeeper's CRDs
 //	   TestGatekeeperUninstalledWhileRunning  Gatekeeper's CRDs deleted under a running operator
 //	s8 TestWorkloads                        every workload kind judged at kubectl apply (ExpansionTemplates)
+//	s10 TestHelmChartInstallsServerSide      the Helm chart through helm's and the API server's dry runs
 //	s9 TestDrift                            generated objects deleted or edited by hand
 //
 // Environment: KUBECONFIG (default bin/local/kubeconfig), PSC_KUBECTL (default the kubectl under
 // bin/k8s), PSC_E2E_OPERATOR_LOG (where the in-process operator logs; default a file in $TMPDIR,
-// printed at the start). PSC_MANAGER and PSC_GATOR are used by gator_test.go only.
+// printed at the start). PSC_MANAGER and PSC_GATOR are used by gator_test.go only, PSC_HELM by s8_helm_test.go.
 package e2e
 
 import (

@@ -68,6 +68,7 @@ func startOperatorWith(refresh time.Duration) (*operator, error) {
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		LeaderElection:         false,
+		Cache:                  controllers.CacheOptions(),
 		// A restarted operator registers a controller with the same name again in this process.
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 	})
@@ -85,7 +86,7 @@ func startOperatorWith(refresh time.Duration) (*operator, error) {
 	}
 	r := &controllers.Reconciler{
 		Client:          mgr.GetClient(),
-		APIReader:       mgr.GetAPIReader(),
+		APIReader:       controllers.NewGatekeeperReader(mgr.GetClient(), mgr.GetAPIReader()),
 		Recorder:        mgr.GetEventRecorder("psc-operator"),
 		Validator:       validator,
 		Options:         templates.DefaultOptions(),

@@ -288,10 +288,12 @@ type HostFilesystemFeature struct {
 
 // AllowedHostPath is a host path prefix, matched by whole path segments.
 type AllowedHostPath struct {
-	// PathPrefix is an absolute path; /var/log allows /var/log and /var/log/app, not /var/logs.
+	// PathPrefix is an absolute path without '..' segments; /var/log allows /var/log and
+	// /var/log/app, not /var/logs.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=4096
 	// +kubebuilder:validation:XValidation:rule="self.startsWith('/')",message="must be an absolute path starting with '/'"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('(^|/)[.][.](/|$)')",message="must not contain '..' path segments: a prefix such as /var/log/../../etc would allow another directory than it names"
 	// +required
 	PathPrefix string `json:"pathPrefix"`
 

@@ -36,6 +36,8 @@ var invalidCases = []invalidCase{
 	{name: "host port below 0", spec: `{hostNetworking: {enabled: true, hostPorts: [{min: -1, max: 80}]}}`, message: "should be greater than or equal to 0"},
 	{name: "host port range order", spec: `{hostNetworking: {enabled: true, hostPorts: [{min: 9000, max: 8000}]}}`, message: "spec.hostNetworking.hostPorts[0]: Invalid value: min must not be greater than max"},
 	{name: "volume type enum", spec: `{volumeTypes: {enabled: true, allowed: [configMap, configmaps]}}`, message: `spec.volumeTypes.allowed[1]: Unsupported value: "configmaps"`},
+	{name: "host path without dot-dot segments", spec: `{hostFilesystem: {enabled: true, allowedHostPaths: [{pathPrefix: /var/log/../../etc}]}}`, message: "spec.hostFilesystem.allowedHostPaths[0].pathPrefix: Invalid value: \"/var/log/../../etc\": must not contain '..' path segments"},
+	{name: "host path ending in dot-dot", spec: `{hostFilesystem: {enabled: true, allowedHostPaths: [{pathPrefix: /var/..}]}}`, message: "must not contain '..' path segments"},
 	{name: "host path absolute", spec: `{hostFilesystem: {enabled: true, allowedHostPaths: [{pathPrefix: var/log}]}}`, message: "must be an absolute path starting with '/'"},
 	{name: "user ID not negative", spec: `{usersAndGroups: {enabled: true, runAsUser: {rule: MustRunAs, ranges: [{min: -5, max: 10}]}}}`, message: "spec.usersAndGroups.runAsUser.ranges[0].min: Invalid value: -5"},
 	{name: "ID range order", spec: `{usersAndGroups: {enabled: true, fsGroup: {rule: MayRunAs, ranges: [{min: 2000, max: 1000}]}}}`, message: "spec.usersAndGroups.fsGroup.ranges[0]: Invalid value: min must not be greater than max"},
@@ -107,6 +109,7 @@ func validSpecs(t *testing.T) map[string]map[string]interface{} {
 		"workloads off":                  `{workloads: {enabled: false}}`,
 		"workloads warn, 16 extra kinds": `{workloads: {enforcementAction: warn, extraKinds: [` + extraKinds(16) + `]}}`,
 		"extra kind in the core group":   `{workloads: {extraKinds: [{group: "", version: v1, kind: PodTemplate, templatePath: template}]}}`,
+		"dots inside path segments":      `{hostFilesystem: {enabled: true, allowedHostPaths: [{pathPrefix: /var/lib/..data}, {pathPrefix: /opt/app..v2/x}, {pathPrefix: /srv/.cache}]}}`,
 	} {
 		out[name] = object(t, "cluster", spec)
 	}
