@@ -21,13 +21,13 @@ func testOneAppliedEventPerChange(t *testing.T, te *testEnv, _ *fakeGatekeeper) 
 	defer deleteCR(t, te.client)
 	applyCR(t, te.client, specWith("privilegedContainers", "hostNamespaces", "capabilities"))
 	obj := waitReady(t, te.client, metav1.ConditionTrue, ReasonEnforced)
-	waitAppliedEvents(t, te.client, obj.UID, []string{"Applied the policies of features: privilegedContainers, hostNamespaces, capabilities"})
+	waitAppliedEvents(t, te.client, obj.UID, []string{"Applied the objects of: privilegedContainers, hostNamespaces, capabilities, expansion"})
 
 	applyCR(t, te.client, specWith("privilegedContainers", "hostNamespaces", "capabilities", "privilegeEscalation", "sysctls"))
 	waitReady(t, te.client, metav1.ConditionTrue, ReasonEnforced)
 	waitAppliedEvents(t, te.client, obj.UID, []string{
-		"Applied the policies of features: privilegedContainers, hostNamespaces, capabilities",
-		"Applied the policies of features: privilegeEscalation, sysctls",
+		"Applied the objects of: privilegedContainers, hostNamespaces, capabilities, expansion",
+		"Applied the objects of: privilegeEscalation, sysctls",
 	})
 }
 
