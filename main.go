@@ -51,6 +51,9 @@ func runManager() error {
 		leaderElect            bool
 		leaderElectionNS       string
 		refresh                time.Duration
+		probeNS                string
+		probeInterval          time.Duration
+		probeThreshold         int
 	)
 	opts := templates.DefaultOptions()
 	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
@@ -63,9 +66,15 @@ func runManager() error {
 	flag.DurationVar(&refresh, "status-refresh-interval", 30*time.Second, "how often Gatekeeper's status (audit results) is read back without any change")
 	flag.StringVar(&opts.OperatorNamespace, "operator-namespace", opts.OperatorNamespace, "namespace the operator runs in; always excluded from the policies (default from $POD_NAMESPACE)")
 	flag.StringVar(&opts.GatekeeperNamespace, "gatekeeper-namespace", opts.GatekeeperNamespace, "namespace Gatekeeper runs in; always excluded from the policies")
+	flag.StringVar(&probeNS, "admission-probe-namespace", controllers.DefaultProbeNamespace, "namespace of the admission probe (config/probe creates it with the probe's Role)")
+	flag.DurationVar(&probeInterval, "admission-probe-interval", controllers.DefaultProbeInterval, "how often a dry-run probe pod verifies that admission denies violations (jittered); 0 turns the probe off")
+	flag.IntVar(&probeThreshold, "admission-probe-failure-threshold", controllers.DefaultProbeThreshold, "consecutive failed probes before the status says admission is not enforced")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
+	if probeInterval < 0 || probeThreshold < 1 {
+		return fmt.Errorf("--admission-probe-interval must not be negative and --admission-probe-failure-threshold must be at least 1")
+	}
 	if refresh <= 0 {
 		return fmt.Errorf("--status-refresh-interval must be positive, got %s", refresh)
 	}
@@ -116,6 +125,14 @@ func runManager() error {
 		RefreshInterval: refresh,
 		Metrics:         m,
 	}
+	if probeInterval > 0 {
+		probe, err := controllers.NewAdmissionProbe(mgr.GetClient(), probeNS, metrics.Registry)
+		if err != nil {
+			return fmt.Errorf("creating the admission probe: %w", err)
+		}
+		probe.Interval, probe.ConfirmAfter, probe.Threshold = probeInterval, probeInterval/3, probeThreshold
+		r.Probe = probe
+	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up controller: %w", err)
 	}
@@ -127,7 +144,7 @@ func runManager() error {
 	}
 
 	log.Info("Starting manager", "operatorNamespace", opts.OperatorNamespace, "gatekeeperNamespace", opts.GatekeeperNamespace,
-		"statusRefreshInterval", refresh.String())
+		"statusRefreshInterval", refresh.String(), "admissionProbeNamespace", probeNS, "admissionProbeInterval", probeInterval.String())
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		return fmt.Errorf("running manager: %w", err)
 	}

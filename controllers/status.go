@@ -38,6 +38,9 @@ type reconcileFacts struct {
 	Failed *failure
 	// Features has one entry per feature in API order.
 	Features []featureFacts
+	// Admission is the admission probe's verdict; nil when the probe is off or has nothing
+	// to verify (admission.go).
+	Admission *admissionFacts
 }
 
 type failure struct {
@@ -133,6 +136,7 @@ func deriveStatus(facts reconcileFacts, prev v1alpha1.PodSecurityConstraintsStat
 	if facts.Stalled == nil {
 		for _, f := range facts.Features {
 			fs := featureStatus(f, facts.MasterEnabled)
+			featureStateUnderAdmission(&fs, facts.Admission)
 			st.Features = append(st.Features, fs)
 			if f.Enabled {
 				st.EnabledFeatures++
@@ -185,6 +189,9 @@ func readyCondition(facts reconcileFacts, st v1alpha1.PodSecurityConstraintsStat
 	case facts.Failed != nil:
 		return notReady(facts.Failed.Reason, facts.Failed.Message)
 	}
+	if c, blocked := admissionBlocksReady(facts.Admission, st.EnabledFeatures); blocked {
+		return c
+	}
 	var errored, pending []string
 	for _, f := range st.Features {
 		switch f.State {
@@ -204,6 +211,12 @@ func readyCondition(facts reconcileFacts, st v1alpha1.PodSecurityConstraintsStat
 	case !facts.MasterEnabled:
 		return metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: ReasonMasterSwitchOff,
 			Message: "The master switch spec.enabled is off: no policies are generated."}
+	case facts.Admission != nil && facts.Admission.Verdict == VerdictVerifying:
+		return notReady(ReasonProgressing, fmt.Sprintf("Gatekeeper enforces all %d enabled features; verifying with a probe pod that admission denies violations.",
+			st.EnabledFeatures))
+	case facts.Admission != nil && facts.Admission.Verdict == VerdictEnforced:
+		return metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: ReasonEnforced,
+			Message: fmt.Sprintf("All %d enabled features are enforced; a probe pod verifies that admission denies violations.", st.EnabledFeatures)}
 	}
 	return metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: ReasonEnforced,
 		Message: fmt.Sprintf("All %d enabled features are enforced.", st.EnabledFeatures)}
