@@ -84,8 +84,9 @@ run: ## Run the operator against the current kubeconfig.
 	go run . --kubeconfig=$(KUBECONFIG) --leader-elect=false
 
 .PHONY: install
-install: manifests ## Apply the CRD to the current kubeconfig.
+install: manifests ## Apply the CRD and the admission probe's namespace (config/probe) to the current kubeconfig.
 	$(KUBECTL) --kubeconfig=$(KUBECONFIG) apply --server-side -k config/crd
+	$(KUBECTL) --kubeconfig=$(KUBECONFIG) apply --server-side -k config/probe
 
 .PHONY: deploy
 deploy: manifests ## Apply CRD, RBAC and the manager Deployment (config/default).

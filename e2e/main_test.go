@@ -22,6 +22,9 @@
 //	s7 TestGatekeeperStopped                Gatekeeper stopped and started again
 //	   TestGatekeeperNotInstalled           operator started without Gatekeeper's CRDs
 //	   TestGatekeeperUninstalledWhileRunning  Gatekeeper's CRDs deleted under a running operator
+//	s8 TestAdmissionGatekeeperKilled        Gatekeeper's process killed, webhook still registered:
+//	                                        AdmissionNotEnforced within 60 s, Ready again within 60 s
+//	   TestAdmissionGatekeeperUninstalled   the same with Gatekeeper's webhook configuration deleted
 //	s9 TestDrift                            generated objects deleted or edited by hand
 //
 // Environment: KUBECONFIG (default bin/local/kubeconfig), PSC_KUBECTL (default the kubectl under
@@ -152,6 +155,11 @@ func setup() error {
 	}
 	if err := installCRD(ctx); err != nil {
 		return err
+	}
+	// The admission probe's namespace, as config/default installs it.
+	if out, err := kubectl(ctx, "apply", "--server-side", "--force-conflicts", "--field-manager=psc-e2e", "-f",
+		filepath.Join(repoRoot, "config", "probe", "probe.yaml")); err != nil {
+		return fmt.Errorf("installing the admission probe's namespace: %v\n%s", err, out)
 	}
 
 	logPath := os.Getenv("PSC_E2E_OPERATOR_LOG")
