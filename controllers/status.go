@@ -212,6 +212,9 @@ func readyCondition(facts reconcileFacts, st v1alpha1.PodSecurityConstraintsStat
 		return metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: ReasonMasterSwitchOff,
 			Message: "The master switch spec.enabled is off: no policies are generated."}
 	case facts.Admission != nil && facts.Admission.Verdict == VerdictVerifying:
+		if facts.Admission.Message != "" {
+			return notReady(ReasonProgressing, facts.Admission.Message)
+		}
 		return notReady(ReasonProgressing, fmt.Sprintf("Gatekeeper enforces all %d enabled features; verifying with a probe pod that admission denies violations.",
 			st.EnabledFeatures))
 	case facts.Admission != nil && facts.Admission.Verdict == VerdictEnforced:
