@@ -137,12 +137,12 @@ func verdictMessage(v AdmissionVerdict, r probeResult, failures int, namespace s
 	since := r.Time.UTC().Format(time.RFC3339)
 	switch v {
 	case VerdictNotEnforced:
-		return fmt.Sprintf("Pods are admitted unchecked: %d probe pods violating the admission probe policy in namespace %s were admitted in a row (last at %s; %s). "+
+		return fmt.Sprintf("Pods are admitted unchecked: a probe pod violating the admission probe policy in namespace %s was admitted at %s (%s; %d failed probes in a row). "+
 			"Gatekeeper's webhook is not judging pods: Gatekeeper is down or not ready and its webhook fails open (failurePolicy Ignore), "+
-			"its ValidatingWebhookConfiguration is missing, or Gatekeeper exempts namespace %s.", failures, namespace, since, r.Detail, namespace)
+			"its ValidatingWebhookConfiguration is missing, or Gatekeeper exempts namespace %s.", namespace, since, r.Detail, failures, namespace)
 	case VerdictWebhookFailing:
 		return fmt.Sprintf("Calls to Gatekeeper's webhook fail and its failurePolicy is Fail: the API server rejects pods without judging them "+
-			"(%d probes in a row, last at %s: %s).", failures, since, r.Detail)
+			"(at %s, %d failed probes in a row: %s).", since, failures, r.Detail)
 	}
 	if r.Outcome == ProbeNotRunnable {
 		return fmt.Sprintf("The admission probe cannot run (%s), so whether admission rejects violations is not verified.", r.Detail)

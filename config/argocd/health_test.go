@@ -17,13 +17,13 @@ import (
 const (
 	gatekeeperMissing = "Gatekeeper is not installed: the CRD constrainttemplates.templates.gatekeeper.sh does not exist. " +
 		"Install OPA Gatekeeper (v3.x); the operator applies the policies as soon as it appears."
-	admissionNotEnforced = "Pods are admitted unchecked: 2 probe pods violating the admission probe policy in namespace psc-probe were admitted in a row " +
-		"(last at 2026-06-01T10:10:00Z; passed every admission webhook and was stopped only by the ResourceQuota psc-admission-probe). " +
+	admissionNotEnforced = "Pods are admitted unchecked: a probe pod violating the admission probe policy in namespace psc-probe was admitted at 2026-06-01T10:10:00Z " +
+		"(passed every admission webhook and was stopped only by the ResourceQuota psc-admission-probe; 2 failed probes in a row). " +
 		"Gatekeeper's webhook is not judging pods: Gatekeeper is down or not ready and its webhook fails open (failurePolicy Ignore), " +
 		"its ValidatingWebhookConfiguration is missing, or Gatekeeper exempts namespace psc-probe. " +
 		"None of the 2 enabled features is enforced at admission; Gatekeeper's audit still reports violations once it runs."
 	admissionWebhookFailing = "Calls to Gatekeeper's webhook fail and its failurePolicy is Fail: the API server rejects pods without judging them " +
-		"(2 probes in a row, last at 2026-06-01T10:10:00Z: Internal error occurred: failed calling webhook \"validation.gatekeeper.sh\": " +
+		"(at 2026-06-01T10:10:00Z, 2 failed probes in a row: Internal error occurred: failed calling webhook \"validation.gatekeeper.sh\": " +
 		"failed to call webhook: Post \"https://gatekeeper-webhook-service.gatekeeper-system.svc:443/v1/admit?timeout=3s\": dial tcp 10.96.10.20:443: connect: connection refused)."
 	invalidSpec = "The spec is invalid and was not applied: spec.hostNetworking.hostPorts[0]: Invalid value: 9000: min must not exceed max"
 )
