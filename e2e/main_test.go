@@ -161,6 +161,13 @@ func setup() error {
 		filepath.Join(repoRoot, "config", "probe", "probe.yaml")); err != nil {
 		return fmt.Errorf("installing the admission probe's namespace: %v\n%s", err, out)
 	}
+	// This cluster runs no kube-controller-manager, whose quota controller fills a quota's
+	// status; without it the zero-pod quota limits nothing. Fill it as that controller would,
+	// so the probe meets what it meets on a real cluster: "exceeded quota" after the webhooks.
+	if out, err := kubectl(ctx, "-n", "psc-probe", "patch", "resourcequota", "psc-admission-probe", "--subresource=status", "--type=merge",
+		"-p", `{"status":{"hard":{"pods":"0"},"used":{"pods":"0"}}}`); err != nil {
+		return fmt.Errorf("filling the probe quota's status: %v\n%s", err, out)
+	}
 
 	logPath := os.Getenv("PSC_E2E_OPERATOR_LOG")
 	if logPath == "" {
