@@ -164,7 +164,7 @@ func (p *AdmissionProbe) Start(ctx context.Context) error {
 
 func (p *AdmissionProbe) jittered() time.Duration {
 	j := time.Duration(float64(p.Interval) * (0.8 + 0.4*rand.Float64())) //nolint:gosec // timing jitter, not security
-	return max(j, time.Second)
+	return max(j, time.Millisecond)
 }
 
 // probeOnce sends one probe and folds its result in; it returns whether the result counts
