@@ -107,7 +107,7 @@ func testAdmissionLost(t *testing.T, what string, stop func(*testing.T)) {
 	// Gatekeeper returns: the command returns once Gatekeeper is ready and the API server
 	// reaches its webhook; from then on, Ready within 60 s.
 	start := time.Now()
-	runClusterScript(t, "gatekeeper-start")
+	restartGatekeeper(t)
 	back := time.Now()
 	eventually(t, admissionBudget, "Ready=True again", func() (bool, string) {
 		cr, err := getCR(context.Background())
@@ -182,4 +182,24 @@ func gatekeeperWebhookRegistered(t *testing.T) bool {
 		t.Fatalf("listing webhook configurations: %v\n%s", err, out)
 	}
 	return strings.Contains(out, "gatekeeper-validating-webhook-configuration")
+}
+
+// restartGatekeeper runs `hack/cluster-up.sh gatekeeper-start`, again when Gatekeeper could not
+// bind its ports: they lie in Linux's ephemeral range (32768-60999), and in the minute after a
+// stop an outgoing connection or another test's server may hold one of them for a while.
+func restartGatekeeper(t *testing.T) {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		out, err := clusterScript(ctx, "gatekeeper-start")
+		cancel()
+		if err == nil {
+			return
+		}
+		if attempt == 5 || !strings.Contains(out, "already in use") {
+			t.Fatalf("hack/cluster-up.sh gatekeeper-start: %v\n%s", err, out)
+		}
+		t.Logf("gatekeeper-start: a port was in use (attempt %d); retrying in 5s", attempt)
+		time.Sleep(5 * time.Second)
+	}
 }
