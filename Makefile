@@ -89,6 +89,7 @@ test-image: image ## Inspect the image: config, files, the binary runs --help, r
 test-chart: helm ## helm lint and helm template the chart (the Go test compares it with config/default).
 	$(HELM) lint --strict $(CHART)
 	$(HELM) lint --strict $(CHART) --set namespace.create=true --set argocd.healthCheck.enabled=true --set leaderElection.enabled=false
+	$(HELM) lint --strict $(CHART) --set admissionProbe.enabled=false --set admissionProbe.interval=30s
 	$(HELM) template psc-operator $(CHART) --namespace psc-system --include-crds --kube-version $(KUBE_VERSION) >/dev/null
 	$(HELM) template psc-operator $(CHART) --namespace psc-system --kube-version v1.30.0 --set argocd.healthCheck.enabled=true >/dev/null
 
@@ -129,8 +130,9 @@ run: ## Run the operator against the current kubeconfig.
 	go run . --kubeconfig=$(KUBECONFIG) --leader-elect=false
 
 .PHONY: install
-install: manifests ## Apply the CRD to the current kubeconfig.
+install: manifests ## Apply the CRD and the admission probe's namespace (config/probe) to the current kubeconfig.
 	$(KUBECTL) --kubeconfig=$(KUBECONFIG) apply --server-side -k config/crd
+	$(KUBECTL) --kubeconfig=$(KUBECONFIG) apply --server-side -k config/probe
 
 .PHONY: deploy
 deploy: manifests ## Apply CRD, RBAC and the manager Deployment (config/default).

@@ -55,6 +55,9 @@ type managerFlags struct {
 	leaderElect            bool
 	leaderElectionNS       string
 	refresh                time.Duration
+	probeNS                string
+	probeInterval          time.Duration
+	probeThreshold         int
 	opts                   templates.Options
 	zap                    zap.Options
 }
@@ -75,10 +78,16 @@ func parseManagerFlags(args []string) (*managerFlags, error) {
 	fs.DurationVar(&f.refresh, "status-refresh-interval", 30*time.Second, "how often Gatekeeper's status (audit results) is read back without any change")
 	fs.StringVar(&f.opts.OperatorNamespace, "operator-namespace", f.opts.OperatorNamespace, "namespace the operator runs in; always excluded from the policies (default from $POD_NAMESPACE)")
 	fs.StringVar(&f.opts.GatekeeperNamespace, "gatekeeper-namespace", f.opts.GatekeeperNamespace, "namespace Gatekeeper runs in; always excluded from the policies")
+	fs.StringVar(&f.probeNS, "admission-probe-namespace", controllers.DefaultProbeNamespace, "namespace of the admission probe (config/probe creates it with the probe's Role)")
+	fs.DurationVar(&f.probeInterval, "admission-probe-interval", controllers.DefaultProbeInterval, "how often a dry-run probe pod verifies that admission denies violations (jittered); 0 turns the probe off")
+	fs.IntVar(&f.probeThreshold, "admission-probe-failure-threshold", controllers.DefaultProbeThreshold, "consecutive failed probes before the status says admission is not enforced")
 	ctrlconfig.RegisterFlags(fs)
 	f.zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if f.probeInterval < 0 || f.probeThreshold < 1 {
+		return nil, fmt.Errorf("--admission-probe-interval must not be negative and --admission-probe-failure-threshold must be at least 1")
 	}
 	if f.refresh <= 0 {
 		return nil, fmt.Errorf("--status-refresh-interval must be positive, got %s", f.refresh)
@@ -147,6 +156,14 @@ func runManager(ctx context.Context, args []string) error {
 		RefreshInterval: refresh,
 		Metrics:         m,
 	}
+	if f.probeInterval > 0 {
+		probe, err := controllers.NewAdmissionProbe(mgr.GetClient(), f.probeNS, metrics.Registry)
+		if err != nil {
+			return fmt.Errorf("creating the admission probe: %w", err)
+		}
+		probe.Interval, probe.ConfirmAfter, probe.Threshold = f.probeInterval, f.probeInterval/3, f.probeThreshold
+		r.Probe = probe
+	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up controller: %w", err)
 	}
@@ -158,7 +175,7 @@ func runManager(ctx context.Context, args []string) error {
 	}
 
 	log.Info("Starting manager", "operatorNamespace", opts.OperatorNamespace, "gatekeeperNamespace", opts.GatekeeperNamespace,
-		"statusRefreshInterval", refresh.String())
+		"statusRefreshInterval", refresh.String(), "admissionProbeNamespace", f.probeNS, "admissionProbeInterval", f.probeInterval.String())
 	if err := mgr.Start(ctx); err != nil {
 		return fmt.Errorf("running manager: %w", err)
 	}

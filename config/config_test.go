@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	psaapi "k8s.io/pod-security-admission/api"
 	"k8s.io/pod-security-admission/policy"
@@ -57,7 +58,8 @@ func TestClusterRoleIsLeastPrivilege(t *testing.T) {
 			}
 		}
 	}
-	var want []string
+	// Our feature kinds, plus the admission probe's policy (controllers/probe_policy.go).
+	want := []string{"pscadmissionprobe"}
 	for _, f := range templates.Features() {
 		want = append(want, strings.ToLower(f.ConstraintKind()))
 	}
@@ -107,5 +109,66 @@ func TestManagerRunsUnderRestrictedProfile(t *testing.T) {
 		if c.LivenessProbe == nil || c.ReadinessProbe == nil {
 			t.Errorf("container %s: liveness and readiness probes are required", c.Name)
 		}
+	}
+}
+
+// TestProbeNamespace: the admission probe's namespace grants the operator nothing but pod
+// creation there, allows no pod to exist, and enforces the restricted profile.
+func TestProbeNamespace(t *testing.T) {
+	var (
+		ns      corev1.Namespace
+		quota   corev1.ResourceQuota
+		role    rbacv1.Role
+		binding rbacv1.RoleBinding
+		sa      corev1.ServiceAccount
+	)
+	seen := map[string]bool{}
+	for _, doc := range documents(t, filepath.Join("probe", "probe.yaml")) {
+		var head struct{ Kind string }
+		if err := yaml.Unmarshal(doc, &head); err != nil {
+			t.Fatal(err)
+		}
+		targets := map[string]interface{}{"Namespace": &ns, "ResourceQuota": &quota, "Role": &role, "RoleBinding": &binding, "ServiceAccount": &sa}
+		target, ok := targets[head.Kind]
+		if !ok {
+			t.Fatalf("unexpected kind %q in probe.yaml", head.Kind)
+		}
+		if err := yaml.UnmarshalStrict(doc, target); err != nil {
+			t.Fatal(err)
+		}
+		seen[head.Kind] = true
+	}
+	if len(seen) != 5 {
+		t.Fatalf("probe.yaml holds %v, want a Namespace, ResourceQuota, ServiceAccount, Role and RoleBinding", seen)
+	}
+	const name = "psc-probe"
+	if ns.Name != name || ns.Labels["pod-security.kubernetes.io/enforce"] != "restricted" {
+		t.Errorf("namespace %s labels %v: want %s enforcing the restricted profile", ns.Name, ns.Labels, name)
+	}
+	if _, ok := ns.Labels["admission.gatekeeper.sh/ignore"]; ok {
+		t.Error("the probe namespace must not be exempt from Gatekeeper")
+	}
+	for _, obj := range []string{quota.Namespace, role.Namespace, binding.Namespace, sa.Namespace} {
+		if obj != name {
+			t.Errorf("object in namespace %q, want %s", obj, name)
+		}
+	}
+	// Names the operator relies on (controllers/probe.go).
+	if quota.Name != "psc-admission-probe" || sa.Name != "psc-admission-probe" {
+		t.Errorf("quota %q and service account %q must be named psc-admission-probe", quota.Name, sa.Name)
+	}
+	if q := quota.Spec.Hard[corev1.ResourcePods]; len(quota.Spec.Hard) != 1 || !q.IsZero() {
+		t.Errorf("quota %v: want exactly pods: 0", quota.Spec.Hard)
+	}
+	if sa.AutomountServiceAccountToken == nil || *sa.AutomountServiceAccountToken {
+		t.Error("the probe's service account must not mount a token")
+	}
+	if len(role.Rules) != 1 || !slices.Equal(role.Rules[0].APIGroups, []string{""}) || !slices.Equal(role.Rules[0].Resources, []string{"pods"}) ||
+		!slices.Equal(role.Rules[0].Verbs, []string{"create"}) || len(role.Rules[0].ResourceNames) != 0 {
+		t.Errorf("role rules %+v: want exactly create pods", role.Rules)
+	}
+	if binding.RoleRef.Kind != "Role" || binding.RoleRef.Name != role.Name || len(binding.Subjects) != 1 ||
+		binding.Subjects[0].Kind != "ServiceAccount" || binding.Subjects[0].Name != "psc-operator" || binding.Subjects[0].Namespace != "psc-system" {
+		t.Errorf("role binding %+v: want the Role bound to the operator's service account psc-system/psc-operator", binding)
 	}
 }

@@ -38,7 +38,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	return m, nil
 }
 
-var allStates = []v1alpha1.FeatureState{v1alpha1.FeatureEnforced, v1alpha1.FeaturePending, v1alpha1.FeatureError, v1alpha1.FeatureDisabled}
+var allStates = []v1alpha1.FeatureState{v1alpha1.FeatureEnforced, v1alpha1.FeaturePending, v1alpha1.FeatureError, v1alpha1.FeatureDisabled, v1alpha1.FeatureNotEnforced}
 
 func (m *Metrics) observe(st v1alpha1.PodSecurityConstraintsStatus) {
 	if m == nil {

@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/podsecurity/psc-operator/api/v1alpha1"
 	"github.com/podsecurity/psc-operator/api/v1alpha1/validation"
@@ -60,6 +61,9 @@ type Reconciler struct {
 	// change on their own).
 	RefreshInterval time.Duration
 	Metrics         *Metrics
+	// Probe verifies end to end that admission denies violations (probe.go); nil: off, and
+	// Ready rests on Gatekeeper's status alone.
+	Probe *AdmissionProbe
 
 	watches *dynamicWatches
 	applied appliedEvents
@@ -87,11 +91,17 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	gatekeeperCRDs := predicate.NewPredicateFuncs(func(o client.Object) bool {
 		return isGatekeeperCRD(o.GetName())
 	})
-	c, err := ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.PodSecurityConstraints{}).
 		WatchesMetadata(&apiextensionsv1.CustomResourceDefinition{}, toCluster, builder.WithPredicates(gatekeeperCRDs)).
-		WithOptions(controller.Options{MaxConcurrentReconciles: 1}).
-		Build(r)
+		WithOptions(controller.Options{MaxConcurrentReconciles: 1})
+	if r.Probe != nil {
+		if err := mgr.Add(r.Probe); err != nil {
+			return fmt.Errorf("adding the admission probe: %w", err)
+		}
+		b = b.WatchesRawSource(source.Channel(r.Probe.Events(), toCluster))
+	}
+	c, err := b.Build(r)
 	if err != nil {
 		return fmt.Errorf("building controller: %w", err)
 	}
@@ -125,6 +135,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	start := time.Now()
 	prev := obj.Status.DeepCopy()
 	facts, ch, result := r.reconcile(ctx, obj)
+	facts.Admission, result = r.reconcileAdmissionProbe(ctx, obj, facts, result)
 	status := deriveStatus(facts, *prev, metav1.Now())
 	if err := r.patchStatus(ctx, obj, status); err != nil {
 		return ctrl.Result{}, err
@@ -185,6 +196,10 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, obj *v1alpha1.PodSecur
 		return ctrl.Result{}, nil
 	}
 	pruned, err := r.pruneStale(ctx, nil)
+	if err == nil && r.Probe != nil {
+		r.Probe.Arm(false)
+		err = r.removeProbePolicy(ctx)
+	}
 	if err != nil {
 		r.Recorder.Eventf(obj, nil, "Warning", ReasonPruneFailed, "Delete", "Pruning generated objects failed: %v", err)
 		return ctrl.Result{}, fmt.Errorf("pruning before deletion: %w", err)

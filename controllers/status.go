@@ -55,6 +55,9 @@ type reconcileFacts struct {
 	// Objects are the applied objects of no single feature (expansion templates), in apply
 	// order.
 	Objects []objectFacts
+	// Admission is the admission probe's verdict; nil when the probe is off or has nothing
+	// to verify (admission.go).
+	Admission *admissionFacts
 }
 
 // workloadsFacts is what the spec asks of workload checks.
@@ -170,6 +173,7 @@ func deriveStatus(facts reconcileFacts, prev v1alpha1.PodSecurityConstraintsStat
 	if facts.Stalled == nil {
 		for _, f := range facts.Features {
 			fs := featureStatus(f, facts.MasterEnabled)
+			featureStateUnderAdmission(&fs, facts.Admission)
 			st.Features = append(st.Features, fs)
 			if f.Enabled {
 				st.EnabledFeatures++
@@ -228,6 +232,9 @@ func readyCondition(facts reconcileFacts, st v1alpha1.PodSecurityConstraintsStat
 	case facts.Failed != nil:
 		return notReady(facts.Failed.Reason, facts.Failed.Message)
 	}
+	if c, blocked := admissionBlocksReady(facts.Admission, st.EnabledFeatures); blocked {
+		return c
+	}
 	var errored, pending []string
 	for _, f := range st.Features {
 		switch f.State {
@@ -247,6 +254,15 @@ func readyCondition(facts reconcileFacts, st v1alpha1.PodSecurityConstraintsStat
 	case !facts.MasterEnabled:
 		return metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: ReasonMasterSwitchOff,
 			Message: "The master switch spec.enabled is off: no policies are generated."}
+	case facts.Admission != nil && facts.Admission.Verdict == VerdictVerifying:
+		if facts.Admission.Message != "" {
+			return notReady(ReasonProgressing, facts.Admission.Message)
+		}
+		return notReady(ReasonProgressing, fmt.Sprintf("Gatekeeper enforces all %d enabled features; verifying with a probe pod that admission denies violations.",
+			st.EnabledFeatures))
+	case facts.Admission != nil && facts.Admission.Verdict == VerdictEnforced:
+		return metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: ReasonEnforced,
+			Message: fmt.Sprintf("All %d enabled features are enforced; a probe pod verifies that admission denies violations.", st.EnabledFeatures)}
 	}
 	return metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: ReasonEnforced,
 		Message: fmt.Sprintf("All %d enabled features are enforced.", st.EnabledFeatures)}

@@ -44,6 +44,8 @@ type testEnv struct {
 	conflicts atomic.Int64
 	cancel    context.CancelFunc
 	done      chan struct{}
+	// newProbe, when set, gives the operator an admission probe (probe_envtest_test.go).
+	newProbe func(client.Client) *AdmissionProbe
 }
 
 func newScheme() *runtime.Scheme {
@@ -70,6 +72,12 @@ func gatekeeperCRDDir(t testing.TB) string {
 // and runs the operator's manager against it.
 func startEnv(t testing.TB, withGatekeeper bool) *testEnv {
 	t.Helper()
+	return startEnvWithProbe(t, withGatekeeper, nil)
+}
+
+// startEnvWithProbe is startEnv with an admission probe made by newProbe (nil: none).
+func startEnvWithProbe(t testing.TB, withGatekeeper bool, newProbe func(client.Client) *AdmissionProbe) *testEnv {
+	t.Helper()
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
 		t.Fatal("KUBEBUILDER_ASSETS is not set: run the tests with `make test`, which builds kube-apiserver and etcd (make test-assets)")
 	}
@@ -82,7 +90,7 @@ func startEnv(t testing.TB, withGatekeeper bool) *testEnv {
 	if withGatekeeper {
 		paths = append(paths, gatekeeperCRDDir(t))
 	}
-	te := &testEnv{env: &envtest.Environment{CRDDirectoryPaths: paths, ErrorIfCRDPathMissing: true}, done: make(chan struct{})}
+	te := &testEnv{env: &envtest.Environment{CRDDirectoryPaths: paths, ErrorIfCRDPathMissing: true}, done: make(chan struct{}), newProbe: newProbe}
 	cfg, err := te.env.Start()
 	if err != nil {
 		t.Fatalf("starting envtest: %v", err)
@@ -133,6 +141,9 @@ func (te *testEnv) startManager(t testing.TB) {
 		Validator:       v,
 		Options:         templates.DefaultOptions(),
 		RefreshInterval: time.Second,
+	}
+	if te.newProbe != nil {
+		r.Probe = te.newProbe(mgr.GetClient())
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)

@@ -24,6 +24,9 @@
 //	   TestGatekeeperUninstalledWhileRunning  Gatekeeper's CRDs deleted under a running operator
 //	s8 TestWorkloads                        every workload kind judged at kubectl apply (ExpansionTemplates)
 //	s10 TestHelmChartInstallsServerSide      the Helm chart through helm's and the API server's dry runs
+//	s11 TestAdmissionGatekeeperKilled        Gatekeeper's process killed, webhook still registered:
+//	                                        AdmissionNotEnforced within 60 s, Ready again within 60 s
+//	   TestAdmissionGatekeeperUninstalled   the same with Gatekeeper's webhook configuration deleted
 //	s9 TestDrift                            generated objects deleted or edited by hand
 //
 // Environment: KUBECONFIG (default bin/local/kubeconfig), PSC_KUBECTL (default the kubectl under
@@ -154,6 +157,18 @@ func setup() error {
 	}
 	if err := installCRD(ctx); err != nil {
 		return err
+	}
+	// The admission probe's namespace, as config/default installs it.
+	if out, err := kubectl(ctx, "apply", "--server-side", "--force-conflicts", "--field-manager=psc-e2e", "-f",
+		filepath.Join(repoRoot, "config", "probe", "probe.yaml")); err != nil {
+		return fmt.Errorf("installing the admission probe's namespace: %v\n%s", err, out)
+	}
+	// This cluster runs no kube-controller-manager, whose quota controller fills a quota's
+	// status; without it the zero-pod quota limits nothing. Fill it as that controller would,
+	// so the probe meets what it meets on a real cluster: "exceeded quota" after the webhooks.
+	if out, err := kubectl(ctx, "-n", "psc-probe", "patch", "resourcequota", "psc-admission-probe", "--subresource=status", "--type=merge",
+		"-p", `{"status":{"hard":{"pods":"0"},"used":{"pods":"0"}}}`); err != nil {
+		return fmt.Errorf("filling the probe quota's status: %v\n%s", err, out)
 	}
 
 	logPath := os.Getenv("PSC_E2E_OPERATOR_LOG")

@@ -93,6 +93,11 @@ func startOperatorWith(refresh time.Duration) (*operator, error) {
 		RefreshInterval: refresh,
 		Metrics:         metrics,
 	}
+	// The admission probe with its production timing (15 s, jittered; 2 failures flip), so the
+	// 60-second budgets of s8_admission_test.go hold for the defaults users get.
+	if r.Probe, err = controllers.NewAdmissionProbe(mgr.GetClient(), controllers.DefaultProbeNamespace, prometheus.NewRegistry()); err != nil {
+		return nil, fmt.Errorf("creating the admission probe: %w", err)
+	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up controller: %w", err)
 	}

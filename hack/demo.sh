@@ -33,8 +33,9 @@ t0=$(now)
 hack/cluster-up.sh
 echo "cluster up in $(elapsed "${t0}")s"
 
-step "Installing the CRD and starting the operator"
+step "Installing the CRD and the admission probe's namespace, and starting the operator"
 k apply --server-side -f config/crd/bases/ >/dev/null
+k apply --server-side -f config/probe/probe.yaml >/dev/null
 k wait --for=condition=Established crd/podsecurityconstraints.policy.podsecurity.dev --timeout=60s >/dev/null
 mkdir -p "${LOG_DIR}"
 "${root}/bin/manager" --kubeconfig="${KUBECONFIG}" --leader-elect=false --metrics-bind-address=0 \

@@ -16,7 +16,7 @@ const (
 )
 
 // FeatureState summarises one feature.
-// +kubebuilder:validation:Enum=Enforced;Pending;Error;Disabled
+// +kubebuilder:validation:Enum=Enforced;Pending;Error;Disabled;NotEnforced
 type FeatureState string
 
 const (
@@ -30,6 +30,9 @@ const (
 	FeatureError FeatureState = "Error"
 	// FeatureDisabled: the feature is off (or the master switch is); nothing is generated.
 	FeatureDisabled FeatureState = "Disabled"
+	// FeatureNotEnforced: Gatekeeper reports the constraint enforced, but the admission probe
+	// found that its webhook is not judging pods now (Ready says why).
+	FeatureNotEnforced FeatureState = "NotEnforced"
 )
 
 // MaxSampleViolations is how many audit violations a feature's status shows.
@@ -72,7 +75,8 @@ type FeatureStatus struct {
 	// Name is the feature's field name in spec, such as privilegedContainers.
 	Name string `json:"name"`
 
-	// State: Enforced, Pending, Error or Disabled.
+	// State: Enforced, Pending, Error, Disabled, or NotEnforced while the admission probe finds
+	// that Gatekeeper's webhook is not judging pods.
 	State FeatureState `json:"state"`
 
 	// TemplateName is the ConstraintTemplate generated for the feature.

@@ -21,7 +21,10 @@
 --                                  -> Progressing "Waiting for the operator to observe generation N"
 --   Ready=False, reason Progressing or GatekeeperNotInstalled
 --                                  -> Progressing, Ready's message
---   Ready=False, any other reason  -> Degraded, Ready's message (FeatureError, PruneFailed, ...)
+--   Ready=False, any other reason  -> Degraded, Ready's message (FeatureError, PruneFailed, ...), among
+--                                     them the admission probe's AdmissionNotEnforced (pods admitted
+--                                     unchecked), AdmissionWebhookFailing (pods rejected unjudged) and
+--                                     AdmissionUnverified (the probe cannot run or keeps failing)
 --   Ready=Unknown                  -> Progressing, Ready's message
 --
 -- Which generation counts as observed: Ready.observedGeneration, not status.observedGeneration.

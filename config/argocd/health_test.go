@@ -17,6 +17,14 @@ import (
 const (
 	gatekeeperMissing = "Gatekeeper is not installed: the CRD constrainttemplates.templates.gatekeeper.sh does not exist. " +
 		"Install OPA Gatekeeper (v3.x); the operator applies the policies as soon as it appears."
+	admissionNotEnforced = "Pods are admitted unchecked: a probe pod violating the admission probe policy in namespace psc-probe was admitted at 2026-06-01T10:10:00Z " +
+		"(passed every admission webhook and was stopped only by the ResourceQuota psc-admission-probe; 2 failed probes in a row). " +
+		"Gatekeeper's webhook is not judging pods: Gatekeeper is down or not ready and its webhook fails open (failurePolicy Ignore), " +
+		"its ValidatingWebhookConfiguration is missing, or Gatekeeper exempts namespace psc-probe. " +
+		"None of the 2 enabled features is enforced at admission; Gatekeeper's audit still reports violations once it runs."
+	admissionWebhookFailing = "Calls to Gatekeeper's webhook fail and its failurePolicy is Fail: the API server rejects pods without judging them " +
+		"(at 2026-06-01T10:10:00Z, 2 failed probes in a row: Internal error occurred: failed calling webhook \"validation.gatekeeper.sh\": " +
+		"failed to call webhook: Post \"https://gatekeeper-webhook-service.gatekeeper-system.svc:443/v1/admit?timeout=3s\": dial tcp 10.96.10.20:443: connect: connection refused)."
 	invalidSpec = "The spec is invalid and was not applied: spec.hostNetworking.hostPorts[0]: Invalid value: 9000: min must not exceed max"
 )
 
@@ -40,6 +48,10 @@ var healthCases = []struct {
 	{"degraded-prune-failed-new-generation.yaml", "Degraded", "Pruning stale objects failed: pschostnamespaces.psc-host-namespaces: the server is currently unable to handle the request"},
 	{"stalled-old-generation.yaml", "Progressing", "Waiting for the operator to observe generation 6"},
 	{"ready-unknown.yaml", "Progressing", "The operator could not determine readiness."},
+	{"admission-not-enforced.yaml", "Degraded", admissionNotEnforced},
+	{"admission-webhook-failing.yaml", "Degraded", admissionWebhookFailing},
+	{"admission-unverified.yaml", "Degraded", "The admission probe cannot run (namespaces \"psc-probe\" not found), so whether admission rejects violations is not verified."},
+	{"verifying-admission.yaml", "Progressing", "Gatekeeper enforces all 2 enabled features; verifying with a probe pod that admission denies violations."},
 }
 
 func TestHealth(t *testing.T) {

@@ -1,0 +1,102 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+)
+
+// TestProbeLoop drives the probe's loop with an API server answer the test chooses: the
+// verdict, the reconcile trigger and the metrics follow, and disarming forgets the verdict.
+func TestProbeLoop(t *testing.T) {
+	var deny atomic.Bool
+	var dryRuns atomic.Int64
+	c := interceptor.NewClient(fake.NewClientBuilder().WithScheme(newScheme()).Build(), interceptor.Funcs{
+		Create: func(_ context.Context, _ client.WithWatch, _ client.Object, opts ...client.CreateOption) error {
+			co := &client.CreateOptions{}
+			co.ApplyOptions(opts)
+			if len(co.DryRun) == 1 && co.DryRun[0] == "All" {
+				dryRuns.Add(1)
+			}
+			if deny.Load() {
+				return apierrors.NewForbidden(podsGR, probePodName, errors.New(`admission webhook "validation.gatekeeper.sh" denied the request: [psc-admission-probe] `+probeDenyMarker+` x`))
+			}
+			return nil
+		},
+	})
+	reg := prometheus.NewRegistry()
+	p, err := NewAdmissionProbe(c, DefaultProbeNamespace, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Interval, p.ConfirmAfter, p.Threshold = 50*time.Millisecond, 10*time.Millisecond, 2
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = p.Start(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	waitVerdict := func(want AdmissionVerdict) {
+		t.Helper()
+		select {
+		case <-p.Events():
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no reconcile trigger; verdict %s, want %s", p.Facts().Verdict, want)
+		}
+		if got := p.Facts().Verdict; got != want {
+			t.Fatalf("verdict %s, want %s", got, want)
+		}
+	}
+
+	if got := p.Facts().Verdict; got != VerdictIdle {
+		t.Fatalf("verdict before arming %s, want Idle", got)
+	}
+	time.Sleep(120 * time.Millisecond)
+	if n := dryRuns.Load(); n != 0 {
+		t.Fatalf("%d probes while disarmed", n)
+	}
+
+	deny.Store(true)
+	p.Arm(true)
+	waitVerdict(VerdictEnforced)
+	if got := testutil.ToFloat64(p.metrics.enforced); got != 1 {
+		t.Errorf("psc_admission_enforced = %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(p.metrics.lastVerified); got == 0 {
+		t.Error("psc_admission_last_verified_timestamp_seconds not set")
+	}
+
+	deny.Store(false)
+	waitVerdict(VerdictNotEnforced)
+	if got := testutil.ToFloat64(p.metrics.enforced); got != 0 {
+		t.Errorf("psc_admission_enforced = %v, want 0", got)
+	}
+	if got := testutil.ToFloat64(p.metrics.state.WithLabelValues(string(VerdictNotEnforced))); got != 1 {
+		t.Errorf("psc_admission_state{state=NotEnforced} = %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(p.metrics.probes.WithLabelValues(string(ProbeAdmitted))); got < 2 {
+		t.Errorf("psc_admission_probes_total{outcome=Admitted} = %v, want at least 2", got)
+	}
+
+	deny.Store(true)
+	waitVerdict(VerdictEnforced)
+
+	p.Arm(false)
+	if got := p.Facts().Verdict; got != VerdictIdle {
+		t.Errorf("verdict after disarming %s, want Idle", got)
+	}
+	if got := testutil.ToFloat64(p.metrics.state.WithLabelValues(string(VerdictIdle))); got != 1 {
+		t.Errorf("psc_admission_state{state=Idle} = %v, want 1", got)
+	}
+	if dryRuns.Load() == 0 {
+		t.Error("the probe never sent a dry run")
+	}
+}
