@@ -7,8 +7,6 @@ import (
 	"slices"
 	"testing"
 
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-
 	"github.com/podsecurity/psc-operator/api/v1alpha1/validation"
 	"github.com/podsecurity/psc-operator/templates"
 	"github.com/podsecurity/psc-operator/templates/policytest"
@@ -68,7 +66,7 @@ func testPolicies(t *testing.T, engine policytest.Engine) {
 							t.Errorf("violation %q has enforcement action %q, want %q", g.Message, g.EnforcementAction, want)
 						}
 					}
-					if engine == policytest.EngineCEL && hasCEL(t, f) {
+					if engine == policytest.EngineCEL {
 						for k, n := range perConstraint {
 							if n > 1 {
 								t.Errorf("%s: %d CEL results, want one per constraint", k, n)
@@ -126,21 +124,3 @@ func evaluatorFor(ctx context.Context, t *testing.T, v *validation.Validator, en
 	return ev
 }
 
-// hasCEL tells whether the feature's template has K8sNativeValidation code.
-func hasCEL(t *testing.T, f templates.Feature) bool {
-	t.Helper()
-	u, err := f.Template()
-	if err != nil {
-		t.Fatal(err)
-	}
-	targets, _, _ := unstructured.NestedSlice(u.Object, "spec", "targets")
-	for _, tg := range targets {
-		code, _, _ := unstructured.NestedSlice(tg.(map[string]interface{}), "code")
-		for _, c := range code {
-			if c.(map[string]interface{})["engine"] == templates.EngineCEL {
-				return true
-			}
-		}
-	}
-	return false
-}

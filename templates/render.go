@@ -60,7 +60,7 @@ var (
 // messages (see lib/psc.cel.yaml).
 const (
 	celValidation        = "size(variables.violations) == 0"
-	celMessageExpression = `variables.violations.join("; ")`
+	celMessageExpression = `variables.violations.distinct().join("; ")`
 )
 
 // Options are the cluster facts the spec does not hold.
@@ -219,9 +219,6 @@ func addCELLibrary(u *unstructured.Unstructured) error {
 			} else {
 				others = append(others, c)
 			}
-		}
-		if len(cel) == 0 {
-			continue // TODO(cel): every template
 		}
 		if len(cel) != 1 {
 			return fmt.Errorf("spec.targets[%d] needs exactly one code entry with engine %s, found %d", i, EngineCEL, len(cel))
