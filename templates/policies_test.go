@@ -123,4 +123,3 @@ func evaluatorFor(ctx context.Context, t *testing.T, v *validation.Validator, en
 	cache[string(key)] = ev
 	return ev
 }
-
