@@ -590,4 +590,3 @@ func randomRequest(rng *rand.Rand) policytest.Request {
 	}
 	return req
 }
-
