@@ -116,10 +116,6 @@ func BenchmarkSideBySide(b *testing.B) {
 			library = append(library, u)
 		}
 	}
-	libEval, err := policytest.New(context.Background(), library)
-	if err != nil {
-		b.Fatal(err)
-	}
 	// Our five features with the parameters of the library's constraints.
 	spec := []byte(`apiVersion: policy.podsecurity.dev/v1alpha1
 kind: PodSecurityConstraints
@@ -140,10 +136,6 @@ spec:
 	if err != nil {
 		b.Fatal(err)
 	}
-	ourEval, err := policytest.New(context.Background(), templates.Objects(rendered))
-	if err != nil {
-		b.Fatal(err)
-	}
 	podFiles, err := filepath.Glob(filepath.Join(dir, "psp-pods", "*.yaml"))
 	if err != nil || len(podFiles) != 5 {
 		b.Fatalf("expected 5 pods: %v", err)
@@ -153,19 +145,26 @@ spec:
 		violating = append(violating, readObject(b, f))
 	}
 	compliant := []map[string]interface{}{readObject(b, filepath.Join("testdata", "pods", "compliant.yaml"))}
+	// Each engine configuration as Gatekeeper runs it: with CEL (its default) our templates run
+	// their CEL code and these library templates, which have none, their Rego.
 	// floor: five templates whose Rego does next to nothing, i.e. the engine's fixed cost per
 	// review (input conversion, matching, query preparation per template), which no Rego
 	// change can remove. library minus floor and psc minus floor compare the policies alone.
-	floorEval, err := policytest.New(context.Background(), floorObjects(5))
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, side := range []struct {
-		name string
-		ev   *policytest.Evaluator
-	}{{"floor", floorEval}, {"library", libEval}, {"psc", ourEval}} {
-		b.Run(side.name+"/violating-pods", func(b *testing.B) { benchReview(b, side.ev, violating) })
-		b.Run(side.name+"/compliant-pod", func(b *testing.B) { benchReview(b, side.ev, compliant) })
+	for _, engine := range policytest.Engines() {
+		load := func(objs []*unstructured.Unstructured) *policytest.Evaluator {
+			ev, err := policytest.NewWithEngine(context.Background(), engine, objs)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return ev
+		}
+		for _, side := range []struct {
+			name string
+			ev   *policytest.Evaluator
+		}{{"floor", load(floorObjects(5))}, {"library", load(library)}, {"psc", load(templates.Objects(rendered))}} {
+			b.Run(string(engine)+"/"+side.name+"/violating-pods", func(b *testing.B) { benchReview(b, side.ev, violating) })
+			b.Run(string(engine)+"/"+side.name+"/compliant-pod", func(b *testing.B) { benchReview(b, side.ev, compliant) })
+		}
 	}
 }
 
