@@ -98,17 +98,32 @@ test-assets: ## Build/install kube-apiserver, kubectl and etcd for envtest into 
 	@hack/test-assets.sh
 
 .PHONY: bench
-bench: ## Benchmark policy evaluation (per-review latency, Rego engine).
+bench: ## Benchmark policy evaluation (per-review latency, CEL as Gatekeeper runs by default and Rego forced).
 	go test -run '^$$' -bench . -benchmem -count=$${BENCH_COUNT:-5} ./templates/...
 
 .PHONY: bench-operator
 bench-operator: test-assets build ## The operator's steady-state cost and apply latency on the local cluster (its own metrics).
 	hack/bench-operator.sh
 
+FUZZ_ENGINES_CASES ?= 100000
+
+.PHONY: fuzz-engines
+fuzz-engines: ## Differential test of the CEL and Rego code on FUZZ_ENGINES_CASES random requests (PSC_ENGINE_SEED to replay).
+	PSC_ENGINE_CASES=$(FUZZ_ENGINES_CASES) go test -count=1 -timeout 0 -run '^TestEnginesAgree$$' -v ./templates/
+
+# The scenarios run again with Gatekeeper evaluating Rego only (--enable-k8s-native-validation=false).
+E2E_REGO_RUN ?= ^(TestEngine|TestFeatures|TestExclusions|TestEphemeralContainers|TestUpdatesOfExistingPods)$$
+E2E_ENV = KUBECONFIG=$(KUBECONFIG) PSC_HELM=$(HELM) PSC_KUBECTL=$(KUBECTL) PSC_MANAGER=$(BIN)/manager PSC_GATOR=$(GK_BIN)/gator
+
 .PHONY: test-e2e
-test-e2e: test-assets build helm ## End-to-end tests against a local cluster with real Gatekeeper.
+test-e2e: test-assets build helm ## End-to-end tests against a local cluster with real Gatekeeper: all on its default engine (CEL), the policy scenarios again with Rego forced.
 	hack/cluster-up.sh
-	KUBECONFIG=$(KUBECONFIG) PSC_HELM=$(HELM) PSC_KUBECTL=$(KUBECTL) PSC_MANAGER=$(BIN)/manager PSC_GATOR=$(GK_BIN)/gator go test -count=1 -timeout $(E2E_TIMEOUT) -tags e2e -v ./e2e/... ; rc=$$?; \
+	$(E2E_ENV) PSC_E2E_ENGINE=cel go test -count=1 -timeout $(E2E_TIMEOUT) -tags e2e -v ./e2e/... ; rc=$$?; \
+	  if [ $$rc = 0 ]; then \
+	    hack/cluster-up.sh gatekeeper-stop && \
+	    GATEKEEPER_EXTRA_ARGS=--enable-k8s-native-validation=false hack/cluster-up.sh gatekeeper-start && \
+	    $(E2E_ENV) PSC_E2E_ENGINE=rego go test -count=1 -timeout $(E2E_TIMEOUT) -tags e2e -v -run '$(E2E_REGO_RUN)' ./e2e/... ; rc=$$?; \
+	  fi; \
 	  [ "$(KEEP)" = "1" ] || hack/cluster-down.sh; exit $$rc
 
 ##@ Local cluster

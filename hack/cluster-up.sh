@@ -327,6 +327,9 @@ start_gatekeeper() {
   # --default-create-vap-*=false: keep denials on the webhook path (no ValidatingAdmissionPolicy).
   # --audit-from-cache=false: audit lists every resource (Pods included) from the apiserver via
   # discovery, so it needs no sync Config.
+  # GATEKEEPER_EXTRA_ARGS: more flags, split on whitespace (e.g. --enable-k8s-native-validation=false).
+  local extra_args=()
+  read -r -a extra_args <<<"${GATEKEEPER_EXTRA_ARGS:-}"
   POD_NAMESPACE="${GATEKEEPER_NAMESPACE}" start_component gatekeeper "${GATEKEEPER_BIN}" \
     --kubeconfig="${GATEKEEPER_KUBECONFIG}" \
     --debug-use-fake-pod \
@@ -346,7 +349,8 @@ start_gatekeeper() {
     --default-create-vap-binding-for-constraints=false \
     --exempt-namespace="${GATEKEEPER_NAMESPACE}" \
     --log-denies=true \
-    --shutdown-delay=0
+    --shutdown-delay=0 \
+    "${extra_args[@]}"
   wait_for gatekeeper "Gatekeeper /readyz and /healthz on 127.0.0.1:${GATEKEEPER_HEALTH_PORT}" gatekeeper_ready
   cluster_log "Gatekeeper is ready (webhook https://127.0.0.1:${GATEKEEPER_PORT})"
 }

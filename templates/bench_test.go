@@ -29,8 +29,14 @@ func readObject(t testing.TB, path string) map[string]interface{} {
 	return obj
 }
 
-// fullSampleEvaluator loads the 15 constraints of the full sample CR into the engine.
+// fullSampleEvaluator loads the 15 constraints of the full sample CR into the Rego engine.
 func fullSampleEvaluator(t testing.TB) *policytest.Evaluator {
+	t.Helper()
+	return fullSampleEvaluatorWith(t, policytest.EngineRego)
+}
+
+// fullSampleEvaluatorWith loads the 15 constraints of the full sample CR with the engine.
+func fullSampleEvaluatorWith(t testing.TB, engine policytest.Engine) *policytest.Evaluator {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join("..", "config", "samples", "policy_v1alpha1_podsecurityconstraints_full.yaml"))
 	if err != nil {
@@ -44,7 +50,7 @@ func fullSampleEvaluator(t testing.TB) *policytest.Evaluator {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ev, err := policytest.New(context.Background(), rendered.Objects(templates.RoleTemplate, templates.RoleConstraint))
+	ev, err := policytest.NewWithEngine(context.Background(), engine, rendered.Objects(templates.RoleTemplate, templates.RoleConstraint))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,10 +116,6 @@ func BenchmarkSideBySide(b *testing.B) {
 			library = append(library, u)
 		}
 	}
-	libEval, err := policytest.New(context.Background(), library)
-	if err != nil {
-		b.Fatal(err)
-	}
 	// Our five features with the parameters of the library's constraints.
 	spec := []byte(`apiVersion: policy.podsecurity.dev/v1alpha1
 kind: PodSecurityConstraints
@@ -134,10 +136,6 @@ spec:
 	if err != nil {
 		b.Fatal(err)
 	}
-	ourEval, err := policytest.New(context.Background(), rendered.Objects(templates.RoleTemplate, templates.RoleConstraint))
-	if err != nil {
-		b.Fatal(err)
-	}
 	podFiles, err := filepath.Glob(filepath.Join(dir, "psp-pods", "*.yaml"))
 	if err != nil || len(podFiles) != 5 {
 		b.Fatalf("expected 5 pods: %v", err)
@@ -147,19 +145,26 @@ spec:
 		violating = append(violating, readObject(b, f))
 	}
 	compliant := []map[string]interface{}{readObject(b, filepath.Join("testdata", "pods", "compliant.yaml"))}
+	// Each engine configuration as Gatekeeper runs it: with CEL (its default) our templates run
+	// their CEL code and these library templates, which have none, their Rego.
 	// floor: five templates whose Rego does next to nothing, i.e. the engine's fixed cost per
 	// review (input conversion, matching, query preparation per template), which no Rego
 	// change can remove. library minus floor and psc minus floor compare the policies alone.
-	floorEval, err := policytest.New(context.Background(), floorObjects(5))
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, side := range []struct {
-		name string
-		ev   *policytest.Evaluator
-	}{{"floor", floorEval}, {"library", libEval}, {"psc", ourEval}} {
-		b.Run(side.name+"/violating-pods", func(b *testing.B) { benchReview(b, side.ev, violating) })
-		b.Run(side.name+"/compliant-pod", func(b *testing.B) { benchReview(b, side.ev, compliant) })
+	for _, engine := range policytest.Engines() {
+		load := func(objs []*unstructured.Unstructured) *policytest.Evaluator {
+			ev, err := policytest.NewWithEngine(context.Background(), engine, objs)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return ev
+		}
+		for _, side := range []struct {
+			name string
+			ev   *policytest.Evaluator
+		}{{"floor", load(floorObjects(5))}, {"library", load(library)}, {"psc", load(rendered.Objects(templates.RoleTemplate, templates.RoleConstraint))}} {
+			b.Run(string(engine)+"/"+side.name+"/violating-pods", func(b *testing.B) { benchReview(b, side.ev, violating) })
+			b.Run(string(engine)+"/"+side.name+"/compliant-pod", func(b *testing.B) { benchReview(b, side.ev, compliant) })
+		}
 	}
 }
 
@@ -215,4 +220,19 @@ func gatekeeperTestdata(b *testing.B) string {
 		b.Fatalf("locating the gatekeeper module: %v", err)
 	}
 	return filepath.Join(strings.TrimSpace(string(out)), "pkg", "webhook", "testdata", "psp-all-violations")
+}
+
+// BenchmarkEngines is the admission cost of the full sample (15 constraints) on each engine
+// configuration: Gatekeeper's default (CEL, the templates' K8sNativeValidation code) and Rego
+// forced (--enable-k8s-native-validation=false); compliant and all-violating pods.
+func BenchmarkEngines(b *testing.B) {
+	for _, engine := range policytest.Engines() {
+		ev := fullSampleEvaluatorWith(b, engine)
+		for _, name := range []string{"compliant", "all-violating"} {
+			pod := readObject(b, filepath.Join("testdata", "pods", name+".yaml"))
+			b.Run(string(engine)+"/"+name, func(b *testing.B) {
+				benchReview(b, ev, []map[string]interface{}{pod})
+			})
+		}
+	}
 }

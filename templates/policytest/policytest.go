@@ -15,9 +15,15 @@
 // An Evaluator is safe for concurrent and repeated use (benchmarks may call
 // Review in a loop); tracing and stats are disabled.
 //
+// Two engines (see Engine): Rego alone, as Gatekeeper runs with
+// --enable-k8s-native-validation=false, or Gatekeeper's default, where the
+// K8sNativeValidation (CEL) driver is registered before the Rego driver so
+// that a template with CEL code is evaluated by CEL and any other by Rego.
+//
 // Not modelled: Gatekeeper's Config-based process exclusions, mutation and
-// expansion (generator resources), the K8s CEL driver, external data, and
-// referential data (data.inventory is allowed but always empty).
+// expansion (generator resources; Request.Generated reviews one generated
+// resource the way the webhook does), external data, and referential data
+// (data.inventory is allowed but always empty).
 package policytest
 
 import (
@@ -34,6 +40,7 @@ import (
 	"github.com/open-policy-agent/frameworks/constraint/pkg/client/drivers/rego"
 	"github.com/open-policy-agent/frameworks/constraint/pkg/client/reviews"
 	"github.com/open-policy-agent/frameworks/constraint/pkg/core/templates"
+	"github.com/open-policy-agent/gatekeeper/v3/pkg/drivers/k8scel"
 	mutationtypes "github.com/open-policy-agent/gatekeeper/v3/pkg/mutation/types"
 	"github.com/open-policy-agent/gatekeeper/v3/pkg/target"
 	"github.com/open-policy-agent/gatekeeper/v3/pkg/util"
@@ -60,9 +67,32 @@ type Evaluator struct {
 	client *constraintclient.Client
 }
 
-// New builds a frameworks client configured like Gatekeeper's webhook (Rego
-// driver without tracing, data.inventory extern, Gatekeeper's K8s validation
-// target, webhook enforcement point) and adds every object:
+// Engine is the policy engine configuration of the evaluated Gatekeeper.
+type Engine string
+
+const (
+	// EngineRego evaluates every template's Rego, as Gatekeeper does with
+	// --enable-k8s-native-validation=false.
+	EngineRego Engine = "Rego"
+	// EngineCEL is Gatekeeper's default (--enable-k8s-native-validation=true):
+	// the K8sNativeValidation driver comes first, so a template's CEL code is
+	// used when it has some, and its Rego otherwise.
+	EngineCEL Engine = "K8sNativeValidation"
+)
+
+// Engines lists every engine configuration, Gatekeeper's default first.
+func Engines() []Engine { return []Engine{EngineCEL, EngineRego} }
+
+// New is NewWithEngine with EngineRego.
+func New(ctx context.Context, objs []*unstructured.Unstructured) (*Evaluator, error) {
+	return NewWithEngine(ctx, EngineRego, objs)
+}
+
+// NewWithEngine builds a frameworks client configured like Gatekeeper's webhook
+// (with EngineCEL the K8sNativeValidation driver, then the Rego driver without
+// tracing and with the data.inventory extern, in this order as in Gatekeeper's
+// main.go; Gatekeeper's K8s validation target, webhook enforcement point) and
+// adds every object:
 // ConstraintTemplates (templates.gatekeeper.sh/v1) first, then constraints
 // (constraints.gatekeeper.sh/v1beta1 or any other version, any kind), so
 // the input order does not matter. Errors name the offending object.
@@ -72,16 +102,26 @@ type Evaluator struct {
 // functions, the same path Gatekeeper and gator use. Constraints are
 // validated against the generated constraint CRD schema and their
 // spec.enforcementAction is checked like Gatekeeper's admission validation.
-func New(ctx context.Context, objs []*unstructured.Unstructured) (*Evaluator, error) {
+func NewWithEngine(ctx context.Context, engine Engine, objs []*unstructured.Unstructured) (*Evaluator, error) {
+	opts := []constraintclient.Opt{constraintclient.Targets(&target.K8sValidationTarget{})}
+	switch engine {
+	case EngineCEL:
+		// The frameworks client prefers the driver registered first.
+		celDriver, err := k8scel.New()
+		if err != nil {
+			return nil, fmt.Errorf("creating K8sNativeValidation driver: %w", err)
+		}
+		opts = append(opts, constraintclient.Driver(celDriver))
+	case EngineRego:
+	default:
+		return nil, fmt.Errorf("unknown engine %q", engine)
+	}
 	driver, err := rego.New(rego.Tracing(false), rego.Externs("inventory"))
 	if err != nil {
 		return nil, fmt.Errorf("creating rego driver: %w", err)
 	}
-	client, err := constraintclient.NewClient(
-		constraintclient.Targets(&target.K8sValidationTarget{}),
-		constraintclient.Driver(driver),
-		constraintclient.EnforcementPoints(util.WebhookEnforcementPoint),
-	)
+	opts = append(opts, constraintclient.Driver(driver), constraintclient.EnforcementPoints(util.WebhookEnforcementPoint))
+	client, err := constraintclient.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("creating constraint client: %w", err)
 	}
