@@ -40,7 +40,8 @@
 #   - No scheduler and no kubelet (and no Nodes): Pods stay Pending, DaemonSets create none.
 #   - `--allow-privileged=true`, like real clusters, so privileged pods reach admission (and Gatekeeper).
 #   - Gatekeeper runs as a local process (webhook, audit, status, generate, mutation-webhook and
-#     mutation-status operations) with --debug-use-fake-pod; its validating and mutating webhooks are
+#     mutation-status operations); a placeholder Pod gatekeeper-system/gatekeeper-local (Pending) stands
+#     for it and owns its status objects (see start_gatekeeper); its validating and mutating webhooks are
 #     registered by URL https://127.0.0.1:$GATEKEEPER_PORT (/v1/admit, /v1/mutate). All of its CRDs
 #     are installed (templates, mutators Assign/AssignMetadata/ModifySet/AssignImage,
 #     ExpansionTemplate, ...); generator resource expansion is on (Gatekeeper's default) and the
@@ -372,8 +373,48 @@ gatekeeper_crds_installed() {
     -o jsonpath='{.status.conditions[?(@.type=="Established")].status}' 2>/dev/null | grep -qx True
 }
 
+# Gatekeeper writes one status object per pod (*podstatuses.status.gatekeeper.sh) with an
+# ownerReference to the Pod it runs in. Outside a pod, --debug-use-fake-pod makes that a Pod that
+# does not exist (no-pod, uid abcd), and the garbage collector deletes every such status object
+# at once, so templates and constraints never report byPod status. Instead a placeholder Pod
+# stands for the local process: Gatekeeper reads it by POD_NAME and owns its status objects by its
+# real uid. It stays Pending (no scheduler) and is kept across Gatekeeper restarts, so status
+# objects survive them.
+gatekeeper_pod_manifest() {
+  cat <<EOF
+apiVersion: v1
+kind: Pod
+metadata:
+  name: ${GATEKEEPER_POD_NAME}
+  namespace: ${GATEKEEPER_NAMESPACE}
+  labels:
+    app.kubernetes.io/name: gatekeeper
+    app.kubernetes.io/managed-by: psc-operator-hack-cluster-up
+  annotations:
+    psc.local/purpose: "stands for the Gatekeeper process hack/cluster-up.sh runs on the host (owner of its status objects); never scheduled"
+spec:
+  automountServiceAccountToken: false
+  containers:
+  - name: manager
+    image: openpolicyagent/gatekeeper:${GATEKEEPER_VERSION}
+EOF
+}
+
+apply_gatekeeper_pod() {
+  gatekeeper_pod_manifest |
+    cluster_kubectl apply --server-side --force-conflicts --field-manager=psc-cluster-up -f - >/dev/null
+}
+
+ensure_gatekeeper_pod() {
+  cluster_kubectl -n "${GATEKEEPER_NAMESPACE}" get pod "${GATEKEEPER_POD_NAME}" >/dev/null 2>&1 && return 0
+  # The ServiceAccount admission plugin needs the namespace's "default" ServiceAccount, which
+  # kube-controller-manager creates shortly after the namespace.
+  wait_for kube-controller-manager "Pod ${GATEKEEPER_NAMESPACE}/${GATEKEEPER_POD_NAME} (the ServiceAccount admission plugin waits for kube-controller-manager)" apply_gatekeeper_pod
+}
+
 start_gatekeeper() {
   local metrics_flags extra_flags=()
+  ensure_gatekeeper_pod
   mkdir -p "${GATEKEEPER_STATE_DIR}/audit-cache"
   if [[ "${GATEKEEPER_METRICS}" == prometheus ]]; then
     # Gatekeeper's Prometheus exporter has no bind-address flag: it listens on all interfaces.
@@ -393,15 +434,14 @@ start_gatekeeper() {
   # CRD is ever created from a ConstraintTemplate: "no matches for kind" forever), and, as the chart's
   # defaults, mutation-webhook (/v1/mutate) and mutation-status (byPod status of mutators).
   # --log-mutations: every mutation Gatekeeper applies is logged (bin/local/logs/gatekeeper.log).
-  # --debug-use-fake-pod: run outside a pod (status objects name the fake pod "no-pod").
+  # POD_NAME: the placeholder Pod above (instead of --debug-use-fake-pod).
   # POD_NAMESPACE: where Gatekeeper writes its *podstatuses objects and reads its Config.
   # --shutdown-delay=0: there is no Service endpoint to drain, so stop at once on SIGTERM.
   # --default-create-vap-*=false: keep denials on the webhook path (no ValidatingAdmissionPolicy).
   # --audit-from-cache=false: audit lists every resource (Pods included) from the apiserver via
   # discovery, so it needs no sync Config.
-  POD_NAMESPACE="${GATEKEEPER_NAMESPACE}" start_component gatekeeper "${GATEKEEPER_BIN}" \
+  POD_NAME="${GATEKEEPER_POD_NAME}" POD_NAMESPACE="${GATEKEEPER_NAMESPACE}" start_component gatekeeper "${GATEKEEPER_BIN}" \
     --kubeconfig="${GATEKEEPER_KUBECONFIG}" \
-    --debug-use-fake-pod \
     --disable-cert-rotation \
     --cert-dir="${GATEKEEPER_CERT_DIR}" \
     --host=127.0.0.1 \
