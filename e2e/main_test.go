@@ -22,6 +22,9 @@
 //	s7 TestGatekeeperStopped                Gatekeeper stopped and started again
 //	   TestGatekeeperNotInstalled           operator started without Gatekeeper's CRDs
 //	   TestGatekeeperUninstalledWhileRunning  Gatekeeper's CRDs deleted under a running operator
+//	s8 TestControllerManager                the local cluster: Deployment -> ReplicaSet -> Pod, garbage
+//	                                        collection, ServiceAccounts and tokens
+//	   TestGatekeeperMutation               the local cluster: Gatekeeper's mutating webhook applies an Assign
 //	s9 TestDrift                            generated objects deleted or edited by hand
 //
 // Environment: KUBECONFIG (default bin/local/kubeconfig), PSC_KUBECTL (default the kubectl under
@@ -67,8 +70,8 @@ var (
 	clientset *kubernetes.Clientset
 	warnings  = &warningRecorder{}
 
-	// runID makes this run's namespace names unique: deleted namespaces never go away on this
-	// cluster (there is no namespace controller).
+	// runID makes this run's namespace names unique: a deleted namespace stays Terminating
+	// until the namespace controller has emptied it.
 	runID string
 
 	// op is the operator under test, running in this process.
