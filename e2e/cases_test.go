@@ -66,6 +66,13 @@ func (c policyCase) pod(ns, name string) (*corev1.Pod, error) {
 	pod.APIVersion, pod.Kind = "v1", "Pod"
 	pod.Namespace, pod.Name = ns, name
 	pod.ResourceVersion, pod.UID = "", ""
+	// The case's object is the pod Gatekeeper reviews. The ServiceAccount admission plugin runs
+	// before the webhooks and would add a projected kube-api-access-* volume (and its mounts) that
+	// the case does not have, so volumeTypes would see one more volume. Opting out of the token
+	// mount, unless the case decides, keeps the reviewed pod as the case wrote it.
+	if pod.Spec.AutomountServiceAccountToken == nil {
+		pod.Spec.AutomountServiceAccountToken = ptrTo(false)
+	}
 	return pod, nil
 }
 

@@ -391,7 +391,7 @@ func newNamespace(t testing.TB, suffix string) string {
 		if err := deleteE2EPods(ctx, name); err != nil {
 			t.Errorf("cleanup: %v", err)
 		}
-		// The namespace stays Terminating (no namespace controller); its pods are gone.
+		// Its pods are gone already; the namespace controller deletes the rest.
 		_ = k8s.Delete(ctx, ns)
 	})
 	return name

@@ -23,15 +23,19 @@
 //	   TestGatekeeperNotInstalled           operator started without Gatekeeper's CRDs
 //	   TestGatekeeperUninstalledWhileRunning  Gatekeeper's CRDs deleted under a running operator
 //	s8 TestWorkloads                        every workload kind judged at kubectl apply (ExpansionTemplates)
+//	s9 TestDrift                            generated objects deleted or edited by hand
 //	s10 TestHelmChartInstallsServerSide      the Helm chart through helm's and the API server's dry runs
 //	s11 TestAdmissionGatekeeperKilled        Gatekeeper's process killed, webhook still registered:
 //	                                        AdmissionNotEnforced within 60 s, Ready again within 60 s
 //	   TestAdmissionGatekeeperUninstalled   the same with Gatekeeper's webhook configuration deleted
-//	s9 TestDrift                            generated objects deleted or edited by hand
+//	s12 TestControllerManager                the local cluster: Deployment -> ReplicaSet -> Pod, garbage
+//	                                        collection, ServiceAccounts and tokens
+//	   TestGatekeeperMutation               the local cluster: Gatekeeper's mutating webhook applies an Assign
+//	s13 TestEngine                          which engine (CEL or Rego) Gatekeeper used, from the shape of a denial
 //
 // Environment: KUBECONFIG (default bin/local/kubeconfig), PSC_KUBECTL (default the kubectl under
 // bin/k8s), PSC_E2E_OPERATOR_LOG (where the in-process operator logs; default a file in $TMPDIR,
-// printed at the start). PSC_MANAGER and PSC_GATOR are used by gator_test.go only, PSC_HELM by s8_helm_test.go.
+// printed at the start). PSC_MANAGER and PSC_GATOR are used by gator_test.go only, PSC_HELM by s10_helm_test.go.
 package e2e
 
 import (
@@ -72,8 +76,8 @@ var (
 	clientset *kubernetes.Clientset
 	warnings  = &warningRecorder{}
 
-	// runID makes this run's namespace names unique: deleted namespaces never go away on this
-	// cluster (there is no namespace controller).
+	// runID makes this run's namespace names unique: a deleted namespace stays Terminating
+	// until the namespace controller has emptied it.
 	runID string
 
 	// op is the operator under test, running in this process.
