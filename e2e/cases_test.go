@@ -66,6 +66,11 @@ func (c policyCase) pod(ns, name string) (*corev1.Pod, error) {
 	pod.APIVersion, pod.Kind = "v1", "Pod"
 	pod.Namespace, pod.Name = ns, name
 	pod.ResourceVersion, pod.UID = "", ""
+	// The ServiceAccount admission plugin would add a projected token volume the case does not
+	// describe (and volumeTypes would judge it): the case's pod is the pod as written.
+	if pod.Spec.AutomountServiceAccountToken == nil {
+		pod.Spec.AutomountServiceAccountToken = ptrTo(false)
+	}
 	return pod, nil
 }
 
