@@ -28,6 +28,15 @@ type fakeGatekeeper struct {
 	mu             sync.Mutex
 	templateErrors map[string]string // template name -> error message
 	violations     map[string]int64  // constraint kind -> audit violations
+	// noExpansion plays Gatekeeper run with --enable-generator-resource-expansion=false: its
+	// pods never load (and never report) ExpansionTemplates.
+	noExpansion bool
+}
+
+func (fg *fakeGatekeeper) setExpansion(enabled bool) {
+	fg.mu.Lock()
+	defer fg.mu.Unlock()
+	fg.noExpansion = !enabled
 }
 
 const fakeAuditTimestamp = "2026-11-22T10:00:00Z"
@@ -119,6 +128,12 @@ func (fg *fakeGatekeeper) step(ctx context.Context) error {
 // reportExpansions marks every ExpansionTemplate loaded, as Gatekeeper's pods do when generator
 // resource expansion is on. Without the CRD there is nothing to report.
 func (fg *fakeGatekeeper) reportExpansions(ctx context.Context) error {
+	fg.mu.Lock()
+	off := fg.noExpansion
+	fg.mu.Unlock()
+	if off {
+		return nil
+	}
 	list := &unstructured.UnstructuredList{}
 	list.SetGroupVersionKind(templates.ExpansionGVK.GroupVersion().WithKind("ExpansionTemplateList"))
 	if err := fg.c.List(ctx, list); err != nil {

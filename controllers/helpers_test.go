@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podsecurity/psc-operator/api/v1alpha1"
@@ -47,25 +48,26 @@ func consistently(t *testing.T, d time.Duration, cond func() error) {
 	}
 }
 
-// applyCR creates or replaces the spec of the cluster's PodSecurityConstraints.
+// applyCR creates or replaces the spec of the cluster's PodSecurityConstraints, retrying when
+// the operator's status write changed the object in between.
 func applyCR(t *testing.T, c client.Client, spec v1alpha1.PodSecurityConstraintsSpec) {
 	t.Helper()
 	ctx := context.Background()
-	obj := &v1alpha1.PodSecurityConstraints{}
-	err := c.Get(ctx, client.ObjectKey{Name: v1alpha1.ClusterName}, obj)
-	if apierrors.IsNotFound(err) {
-		obj = &v1alpha1.PodSecurityConstraints{ObjectMeta: metav1.ObjectMeta{Name: v1alpha1.ClusterName}, Spec: spec}
-		if err := c.Create(ctx, obj); err != nil {
-			t.Fatalf("creating CR: %v", err)
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		obj := &v1alpha1.PodSecurityConstraints{}
+		err := c.Get(ctx, client.ObjectKey{Name: v1alpha1.ClusterName}, obj)
+		if apierrors.IsNotFound(err) {
+			obj = &v1alpha1.PodSecurityConstraints{ObjectMeta: metav1.ObjectMeta{Name: v1alpha1.ClusterName}, Spec: spec}
+			return c.Create(ctx, obj)
 		}
-		return
-	}
+		if err != nil {
+			return err
+		}
+		obj.Spec = spec
+		return c.Update(ctx, obj)
+	})
 	if err != nil {
-		t.Fatal(err)
-	}
-	obj.Spec = spec
-	if err := c.Update(ctx, obj); err != nil {
-		t.Fatalf("updating CR: %v", err)
+		t.Fatalf("applying CR: %v", err)
 	}
 }
 

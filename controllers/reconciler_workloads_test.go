@@ -82,7 +82,7 @@ func waitWorkloads(t *testing.T, c client.Client, status metav1.ConditionStatus,
 // testWorkloadExpansions: the ExpansionTemplates are applied with the features, restored after
 // drift, pruned when workloads are switched off and by the master switch, and never change
 // Ready.
-func testWorkloadExpansions(t *testing.T, te *testEnv, _ *fakeGatekeeper) {
+func testWorkloadExpansions(t *testing.T, te *testEnv, fg *fakeGatekeeper) {
 	defer deleteCR(t, te.client)
 	ctx := context.Background()
 	spec := specWith("privilegedContainers", "hostNamespaces")
@@ -141,6 +141,24 @@ func testWorkloadExpansions(t *testing.T, te *testEnv, _ *fakeGatekeeper) {
 		}
 		return nil
 	})
+
+	// A Gatekeeper that does not expand never reports a new ExpansionTemplate: the condition
+	// names it and says why, Ready stays true; once Gatekeeper loads it, workloads are checked.
+	fg.setExpansion(false)
+	spec.Workloads.ExtraKinds = append(spec.Workloads.ExtraKinds, v1alpha1.WorkloadKind{Group: "example.com", Version: "v1", Kind: "Runner", TemplatePath: "spec.template"})
+	applyCR(t, te.client, spec)
+	cond = waitWorkloads(t, te.client, metav1.ConditionFalse, ReasonExpansionNotReported)
+	for _, want := range []string{"psc-runner.example.com", "--enable-generator-resource-expansion=false"} {
+		if !strings.Contains(cond.Message, want) {
+			t.Errorf("WorkloadsChecked message %q lacks %q", cond.Message, want)
+		}
+	}
+	waitReady(t, te.client, metav1.ConditionTrue, ReasonEnforced)
+	fg.setExpansion(true)
+	waitWorkloads(t, te.client, metav1.ConditionTrue, ReasonWorkloadsChecked)
+	spec.Workloads.ExtraKinds = spec.Workloads.ExtraKinds[:1]
+	applyCR(t, te.client, spec)
+	waitExpansions(t, te.client, want)
 
 	// Workloads off: the ExpansionTemplates go, the features stay enforced.
 	spec.Workloads.Enabled = ptr.To(false)

@@ -95,7 +95,8 @@ for i in $(seq 1 30); do
   [[ $i == 30 ]] && { echo "ERROR: the Deployment is still denied with workloads off" >&2; exit 1; }
   sleep 1
 done
-if k -n kube-system get lease kube-controller-manager >/dev/null 2>&1; then
+# kube-controller-manager gives every namespace a default ServiceAccount.
+if k -n shop get serviceaccount default >/dev/null 2>&1; then
   echo "...and only its ReplicaSet finds out, when it tries to create the pod:"
   for i in $(seq 1 60); do
     events=$(k -n shop get events --field-selector reason=FailedCreate -o jsonpath='{range .items[*]}{.involvedObject.kind}/{.involvedObject.name}: {.message}{"\n"}{end}' 2>/dev/null || true)
