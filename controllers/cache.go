@@ -2,11 +2,16 @@ package controllers
 
 import (
 	"context"
+	"fmt"
+	"strings"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -54,7 +59,8 @@ type gatekeeperReader struct {
 }
 
 // NewGatekeeperReader returns the reader for Reconciler.APIReader: cached Gatekeeper objects,
-// live CRDs.
+// live CRDs. Pass the manager's cache itself (mgr.GetCache()), not its client: the client
+// reads unstructured objects from the API server unless told otherwise.
 func NewGatekeeperReader(cached, api client.Reader) client.Reader {
 	return gatekeeperReader{cached: cached, api: api}
 }
@@ -63,6 +69,9 @@ func (r gatekeeperReader) Get(ctx context.Context, key client.ObjectKey, obj cli
 	if _, ok := obj.(*apiextensionsv1.CustomResourceDefinition); ok {
 		return r.api.Get(ctx, key, obj, opts...)
 	}
+	if err := r.served(ctx, obj.GetObjectKind().GroupVersionKind()); err != nil {
+		return err
+	}
 	return r.cached.Get(ctx, key, obj, opts...)
 }
 
@@ -70,5 +79,35 @@ func (r gatekeeperReader) List(ctx context.Context, list client.ObjectList, opts
 	if _, ok := list.(*apiextensionsv1.CustomResourceDefinitionList); ok {
 		return r.api.List(ctx, list, opts...)
 	}
+	gvk := list.GetObjectKind().GroupVersionKind()
+	gvk.Kind = strings.TrimSuffix(gvk.Kind, "List")
+	if err := r.served(ctx, gvk); err != nil {
+		return err
+	}
 	return r.cached.List(ctx, list, opts...)
+}
+
+// served answers "no such kind" for a Gatekeeper kind whose CRD does not exist, from the
+// cached CRD metadata. Asking the cache (its REST mapper) instead would refetch the API
+// group's discovery document on every read: pruning looks for every constraint kind, also
+// those of features never enabled.
+func (r gatekeeperReader) served(ctx context.Context, gvk schema.GroupVersionKind) error {
+	var name string
+	switch {
+	case gvk == templates.TemplateGVK:
+		name = templateCRDName
+	case gvk.Group == constraintsGroup:
+		name = constraintCRDName(gvk.Kind)
+	default:
+		return nil
+	}
+	crd := &metav1.PartialObjectMetadata{}
+	crd.SetGroupVersionKind(apiextensionsv1.SchemeGroupVersion.WithKind("CustomResourceDefinition"))
+	if err := r.cached.Get(ctx, client.ObjectKey{Name: name}, crd); err != nil {
+		if apierrors.IsNotFound(err) {
+			return &meta.NoKindMatchError{GroupKind: gvk.GroupKind(), SearchedVersions: []string{gvk.Version}}
+		}
+		return fmt.Errorf("looking up the CRD %s: %w", name, err)
+	}
+	return nil
 }
