@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -26,6 +27,10 @@ func CacheOptions() cache.Options {
 	return cache.Options{
 		DefaultLabelSelector: labels.SelectorFromSet(labels.Set{templates.LabelManagedBy: templates.ManagedByValue}),
 		DefaultTransform:     trimForCache,
+		// A read of a kind nobody watches fails at once instead of starting an informer and
+		// waiting for it to sync, which never happens for a kind whose CRD is going away;
+		// gatekeeperReader then asks the API server.
+		ReaderFailOnMissingInformer: true,
 		ByObject: map[client.Object]cache.ByObject{
 			&v1alpha1.PodSecurityConstraints{}:          {Label: labels.Everything()},
 			&apiextensionsv1.CustomResourceDefinition{}: {Label: labels.Everything()},
@@ -72,7 +77,11 @@ func (r gatekeeperReader) Get(ctx context.Context, key client.ObjectKey, obj cli
 	if err := r.served(ctx, obj.GetObjectKind().GroupVersionKind()); err != nil {
 		return err
 	}
-	return r.cached.Get(ctx, key, obj, opts...)
+	err := r.cached.Get(ctx, key, obj, opts...)
+	if notCached(err) {
+		return r.api.Get(ctx, key, obj, opts...)
+	}
+	return err
 }
 
 func (r gatekeeperReader) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
@@ -84,7 +93,18 @@ func (r gatekeeperReader) List(ctx context.Context, list client.ObjectList, opts
 	if err := r.served(ctx, gvk); err != nil {
 		return err
 	}
-	return r.cached.List(ctx, list, opts...)
+	err := r.cached.List(ctx, list, opts...)
+	if notCached(err) {
+		return r.api.List(ctx, list, opts...)
+	}
+	return err
+}
+
+// notCached reports a read of a kind the dynamic watches do not watch (yet): its CRD is new
+// and not served, or it is an old kind left by a renamed template.
+func notCached(err error) bool {
+	var nc *cache.ErrResourceNotCached
+	return errors.As(err, &nc)
 }
 
 // served answers "no such kind" for a Gatekeeper kind whose CRD does not exist, from the
