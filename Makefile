@@ -1,6 +1,8 @@
 # psc-operator. `make help` lists the targets.
 
 KUBE_VERSION       ?= v1.36.2
+# The oldest Kubernetes the README claims; make test-envtest-oldest runs envtest against it.
+KUBE_VERSION_OLDEST ?= v1.30.14
 GATEKEEPER_VERSION ?= v3.23.1
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 
@@ -92,6 +94,14 @@ test-chart: helm ## helm lint and helm template the chart (the Go test compares 
 	$(HELM) lint --strict $(CHART) --set admissionProbe.enabled=false --set admissionProbe.interval=30s
 	$(HELM) template psc-operator $(CHART) --namespace psc-system --include-crds --kube-version $(KUBE_VERSION) >/dev/null
 	$(HELM) template psc-operator $(CHART) --namespace psc-system --kube-version v1.30.0 --set argocd.healthCheck.enabled=true >/dev/null
+
+# Packages whose tests start a kube-apiserver (envtest).
+ENVTEST_PACKAGES ?= . ./api/... ./controllers/...
+
+.PHONY: test-envtest-oldest
+test-envtest-oldest: ## Run the envtest suites against the oldest Kubernetes supported (KUBE_VERSION_OLDEST).
+	KUBE_VERSION=$(KUBE_VERSION_OLDEST) hack/test-assets.sh
+	KUBEBUILDER_ASSETS=$(BIN)/k8s/$(KUBE_VERSION_OLDEST) go test $(GO_TEST_FLAGS) $(ENVTEST_PACKAGES)
 
 .PHONY: test-assets
 test-assets: ## Build/install kube-apiserver, kubectl and etcd for envtest into bin/ (cached).

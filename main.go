@@ -149,7 +149,7 @@ func runManager(ctx context.Context, args []string) error {
 	}
 	r := &controllers.Reconciler{
 		Client:          mgr.GetClient(),
-		APIReader:       controllers.NewGatekeeperReader(mgr.GetClient(), mgr.GetAPIReader()),
+		APIReader:       controllers.NewGatekeeperReader(mgr.GetCache(), mgr.GetAPIReader()),
 		Recorder:        mgr.GetEventRecorder("psc-operator"),
 		Validator:       validator,
 		Options:         opts,

@@ -2,11 +2,17 @@ package controllers
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"strings"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -21,6 +27,10 @@ func CacheOptions() cache.Options {
 	return cache.Options{
 		DefaultLabelSelector: labels.SelectorFromSet(labels.Set{templates.LabelManagedBy: templates.ManagedByValue}),
 		DefaultTransform:     trimForCache,
+		// A read of a kind nobody watches fails at once instead of starting an informer and
+		// waiting for it to sync, which never happens for a kind whose CRD is going away;
+		// gatekeeperReader then asks the API server.
+		ReaderFailOnMissingInformer: true,
 		ByObject: map[client.Object]cache.ByObject{
 			&v1alpha1.PodSecurityConstraints{}:          {Label: labels.Everything()},
 			&apiextensionsv1.CustomResourceDefinition{}: {Label: labels.Everything()},
@@ -54,7 +64,8 @@ type gatekeeperReader struct {
 }
 
 // NewGatekeeperReader returns the reader for Reconciler.APIReader: cached Gatekeeper objects,
-// live CRDs.
+// live CRDs. Pass the manager's cache itself (mgr.GetCache()), not its client: the client
+// reads unstructured objects from the API server unless told otherwise.
 func NewGatekeeperReader(cached, api client.Reader) client.Reader {
 	return gatekeeperReader{cached: cached, api: api}
 }
@@ -63,12 +74,60 @@ func (r gatekeeperReader) Get(ctx context.Context, key client.ObjectKey, obj cli
 	if _, ok := obj.(*apiextensionsv1.CustomResourceDefinition); ok {
 		return r.api.Get(ctx, key, obj, opts...)
 	}
-	return r.cached.Get(ctx, key, obj, opts...)
+	if err := r.served(ctx, obj.GetObjectKind().GroupVersionKind()); err != nil {
+		return err
+	}
+	err := r.cached.Get(ctx, key, obj, opts...)
+	if notCached(err) {
+		return r.api.Get(ctx, key, obj, opts...)
+	}
+	return err
 }
 
 func (r gatekeeperReader) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
 	if _, ok := list.(*apiextensionsv1.CustomResourceDefinitionList); ok {
 		return r.api.List(ctx, list, opts...)
 	}
-	return r.cached.List(ctx, list, opts...)
+	gvk := list.GetObjectKind().GroupVersionKind()
+	gvk.Kind = strings.TrimSuffix(gvk.Kind, "List")
+	if err := r.served(ctx, gvk); err != nil {
+		return err
+	}
+	err := r.cached.List(ctx, list, opts...)
+	if notCached(err) {
+		return r.api.List(ctx, list, opts...)
+	}
+	return err
+}
+
+// notCached reports a read of a kind the dynamic watches do not watch (yet): its CRD is new
+// and not served, or it is an old kind left by a renamed template.
+func notCached(err error) bool {
+	var nc *cache.ErrResourceNotCached
+	return errors.As(err, &nc)
+}
+
+// served answers "no such kind" for a Gatekeeper kind whose CRD does not exist, from the
+// cached CRD metadata. Asking the cache (its REST mapper) instead would refetch the API
+// group's discovery document on every read: pruning looks for every constraint kind, also
+// those of features never enabled.
+func (r gatekeeperReader) served(ctx context.Context, gvk schema.GroupVersionKind) error {
+	var name string
+	switch {
+	case gvk == templates.TemplateGVK:
+		name = templateCRDName
+	case gvk.Group == constraintsGroup:
+		name = constraintCRDName(gvk.Kind)
+	default:
+		return nil
+	}
+	crd := &metav1.PartialObjectMetadata{}
+	crd.SetGroupVersionKind(apiextensionsv1.SchemeGroupVersion.WithKind("CustomResourceDefinition"))
+	if err := r.cached.Get(ctx, client.ObjectKey{Name: name}, crd); err != nil {
+		if apierrors.IsNotFound(err) {
+			return &meta.NoKindMatchError{GroupKind: gvk.GroupKind(), SearchedVersions: []string{gvk.Version}}
+		}
+		return fmt.Errorf("looking up the CRD %s: %w", name, err)
+	}
+	return nil
 }

@@ -116,10 +116,14 @@ func testSteadyStateWritesNothing(t *testing.T, te *testEnv, _ *fakeGatekeeper) 
 	// Let in-flight reconciles finish, then count: the refresh interval is 1s, so several
 	// periodic reconciles run in the window.
 	time.Sleep(2 * time.Second)
-	before := te.writes.Load()
+	before, readsBefore := te.writes.Load(), te.reads.Load()
 	time.Sleep(4 * time.Second)
 	if n := te.writes.Load() - before; n != 0 {
 		t.Errorf("the operator wrote %d times in steady state, want 0", n)
+	}
+	// Gatekeeper objects are read from the informer cache: no API reads at all.
+	if n := te.reads.Load() - readsBefore; n != 0 {
+		t.Errorf("the operator made %d API reads in steady state, want 0 (reads come from the cache)", n)
 	}
 	// And it did reconcile meanwhile: a status change from Gatekeeper shows up.
 }

@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,8 +43,10 @@ type testEnv struct {
 	// writes counts the operator's writes; conflicts makes its next N applies fail with 409.
 	writes    atomic.Int64
 	conflicts atomic.Int64
-	cancel    context.CancelFunc
-	done      chan struct{}
+	// reads counts the operator's GET requests other than watches (cached reads make none).
+	reads  atomic.Int64
+	cancel context.CancelFunc
+	done   chan struct{}
 	// newProbe, when set, gives the operator an admission probe (probe_envtest_test.go).
 	newProbe func(client.Client) *AdmissionProbe
 }
@@ -112,7 +115,16 @@ func startEnvWithProbe(t testing.TB, withGatekeeper bool, newProbe func(client.C
 
 func (te *testEnv) startManager(t testing.TB) {
 	t.Helper()
-	mgr, err := ctrl.NewManager(te.cfg, ctrl.Options{
+	cfg := rest.CopyConfig(te.cfg)
+	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripperFunc(func(req *http.Request) (*http.Response, error) {
+			if req.Method == http.MethodGet && req.URL.Query().Get("watch") != "true" {
+				te.reads.Add(1)
+			}
+			return rt.RoundTrip(req)
+		})
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 newScheme(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
@@ -136,7 +148,7 @@ func (te *testEnv) startManager(t testing.TB) {
 	}
 	r := &Reconciler{
 		Client:          mgr.GetClient(),
-		APIReader:       NewGatekeeperReader(mgr.GetClient(), mgr.GetAPIReader()),
+		APIReader:       NewGatekeeperReader(mgr.GetCache(), mgr.GetAPIReader()),
 		Recorder:        mgr.GetEventRecorder("psc-operator"),
 		Validator:       v,
 		Options:         templates.DefaultOptions(),
@@ -157,6 +169,10 @@ func (te *testEnv) startManager(t testing.TB) {
 		}
 	}()
 }
+
+type roundTripperFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripperFunc) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
 
 func (te *testEnv) stopManager() {
 	if te.cancel != nil {

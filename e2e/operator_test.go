@@ -86,7 +86,7 @@ func startOperatorWith(refresh time.Duration) (*operator, error) {
 	}
 	r := &controllers.Reconciler{
 		Client:          mgr.GetClient(),
-		APIReader:       controllers.NewGatekeeperReader(mgr.GetClient(), mgr.GetAPIReader()),
+		APIReader:       controllers.NewGatekeeperReader(mgr.GetCache(), mgr.GetAPIReader()),
 		Recorder:        mgr.GetEventRecorder("psc-operator"),
 		Validator:       validator,
 		Options:         templates.DefaultOptions(),

@@ -94,3 +94,17 @@ func TestValidateTypedObject(t *testing.T) {
 		t.Errorf("valid object rejected: %v", errs.ToAggregate())
 	}
 }
+
+func TestWithValuesRewritesOnlyPlaceholders(t *testing.T) {
+	for _, tc := range []struct{ got, want, out string }{
+		{`spec.x[0]: Invalid value: "object": min must not be greater than max`, `spec.x[0]: Invalid value: min must`, `spec.x[0]: Invalid value: min must not be greater than max`},
+		{`spec.p: Invalid value: "string": must not contain '..'`, `spec.p: Invalid value: "/var/..": must not`, `spec.p: Invalid value: "/var/..": must not contain '..'`},
+		{`spec.p: Invalid value: "string": must not contain '..'`, `must not contain`, `spec.p: Invalid value: must not contain '..'`},
+		{`spec.p: Invalid value: "/etc": must be absolute`, `spec.p: Invalid value: "/x": must be`, `spec.p: Invalid value: "/etc": must be absolute`},
+		{`spec.e: Unsupported value: "block"`, `Unsupported value: "block"`, `spec.e: Unsupported value: "block"`},
+	} {
+		if got := withValues(tc.got, tc.want); got != tc.out {
+			t.Errorf("withValues(%q, %q) = %q, want %q", tc.got, tc.want, got, tc.out)
+		}
+	}
+}
