@@ -66,6 +66,11 @@ type PodSecurityConstraintsSpec struct {
 	// +optional
 	PrivilegedContainers *PrivilegedContainersFeature `json:"privilegedContainers,omitempty"`
 
+	// HostProcess denies Windows HostProcess containers (securityContext.windowsOptions.hostProcess:
+	// true on the pod or a container).
+	// +optional
+	HostProcess *HostProcessFeature `json:"hostProcess,omitempty"`
+
 	// HostNamespaces denies pods that share the host's PID or IPC namespace.
 	// +optional
 	HostNamespaces *HostNamespacesFeature `json:"hostNamespaces,omitempty"`
@@ -73,6 +78,11 @@ type PodSecurityConstraintsSpec struct {
 	// HostNetworking controls the host network namespace and host ports.
 	// +optional
 	HostNetworking *HostNetworkingFeature `json:"hostNetworking,omitempty"`
+
+	// ProbeHosts restricts the host field of probes and lifecycle handlers (httpGet.host,
+	// tcpSocket.host): unset, or one of allowedHosts.
+	// +optional
+	ProbeHosts *ProbeHostsFeature `json:"probeHosts,omitempty"`
 
 	// VolumeTypes restricts the volume sources pods may use.
 	// +optional
@@ -157,6 +167,26 @@ type ContainerFeatureCommon struct {
 // PrivilegedContainersFeature denies privileged containers.
 type PrivilegedContainersFeature struct {
 	ContainerFeatureCommon `json:",inline"`
+}
+
+// HostProcessFeature denies Windows HostProcess containers.
+type HostProcessFeature struct {
+	ContainerFeatureCommon `json:",inline"`
+}
+
+// ProbeHostsFeature restricts the hosts probes and lifecycle handlers connect to.
+type ProbeHostsFeature struct {
+	ContainerFeatureCommon `json:",inline"`
+
+	// AllowedHosts are the hosts (compared exactly) that httpGet.host and tcpSocket.host of
+	// probes and lifecycle handlers may name. Empty: the host must be unset, so the kubelet
+	// connects to the pod's own IP.
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=set
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=253
+	// +optional
+	AllowedHosts []string `json:"allowedHosts,omitempty"`
 }
 
 // HostNamespacesFeature denies hostPID and hostIPC.

@@ -33,6 +33,8 @@ var invalidCases = []invalidCase{
 	{name: "host port above 65535", spec: `{hostNetworking: {enabled: true, hostPorts: [{min: 80, max: 70000}]}}`, message: "spec.hostNetworking.hostPorts[0].max: Invalid value: 70000: spec.hostNetworking.hostPorts[0].max in body should be less than or equal to 65535"},
 	{name: "host port below 0", spec: `{hostNetworking: {enabled: true, hostPorts: [{min: -1, max: 80}]}}`, message: "should be greater than or equal to 0"},
 	{name: "host port range order", spec: `{hostNetworking: {enabled: true, hostPorts: [{min: 9000, max: 8000}]}}`, message: "spec.hostNetworking.hostPorts[0]: Invalid value: min must not be greater than max"},
+	{name: "probe host not empty", spec: `{probeHosts: {enabled: true, allowedHosts: [""]}}`, message: "spec.probeHosts.allowedHosts[0]: Invalid value"},
+	{name: "probe hosts are a set", spec: `{probeHosts: {enabled: true, allowedHosts: [a, a]}}`, message: `spec.probeHosts.allowedHosts[1]: Duplicate value: "a"`},
 	{name: "volume type enum", spec: `{volumeTypes: {enabled: true, allowed: [configMap, configmaps]}}`, message: `spec.volumeTypes.allowed[1]: Unsupported value: "configmaps"`},
 	{name: "host path absolute", spec: `{hostFilesystem: {enabled: true, allowedHostPaths: [{pathPrefix: var/log}]}}`, message: "must be an absolute path starting with '/'"},
 	{name: "user ID not negative", spec: `{usersAndGroups: {enabled: true, runAsUser: {rule: MustRunAs, ranges: [{min: -5, max: 10}]}}}`, message: "spec.usersAndGroups.runAsUser.ranges[0].min: Invalid value: -5"},
