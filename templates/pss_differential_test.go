@@ -221,20 +221,34 @@ var sysctlNames = []string{
 
 var volumeSources = []func() corev1.VolumeSource{
 	func() corev1.VolumeSource { return corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{}} },
-	func() corev1.VolumeSource { return corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "s"}} },
+	func() corev1.VolumeSource {
+		return corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "s"}}
+	},
 	func() corev1.VolumeSource { return corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}} },
 	func() corev1.VolumeSource {
 		return corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "c"}}
 	},
 	func() corev1.VolumeSource { return corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{}} },
 	func() corev1.VolumeSource { return corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{}} },
-	func() corev1.VolumeSource { return corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{Driver: "csi.example.com"}} },
+	func() corev1.VolumeSource {
+		return corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{Driver: "csi.example.com"}}
+	},
 	func() corev1.VolumeSource { return corev1.VolumeSource{Ephemeral: &corev1.EphemeralVolumeSource{}} },
-	func() corev1.VolumeSource { return corev1.VolumeSource{Image: &corev1.ImageVolumeSource{Reference: "img"}} },
-	func() corev1.VolumeSource { return corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/var/log"}} },
-	func() corev1.VolumeSource { return corev1.VolumeSource{NFS: &corev1.NFSVolumeSource{Server: "nfs", Path: "/"}} },
-	func() corev1.VolumeSource { return corev1.VolumeSource{FlexVolume: &corev1.FlexVolumeSource{Driver: "example/lvm"}} },
-	func() corev1.VolumeSource { return corev1.VolumeSource{GitRepo: &corev1.GitRepoVolumeSource{Repository: "r"}} },
+	func() corev1.VolumeSource {
+		return corev1.VolumeSource{Image: &corev1.ImageVolumeSource{Reference: "img"}}
+	},
+	func() corev1.VolumeSource {
+		return corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/var/log"}}
+	},
+	func() corev1.VolumeSource {
+		return corev1.VolumeSource{NFS: &corev1.NFSVolumeSource{Server: "nfs", Path: "/"}}
+	},
+	func() corev1.VolumeSource {
+		return corev1.VolumeSource{FlexVolume: &corev1.FlexVolumeSource{Driver: "example/lvm"}}
+	},
+	func() corev1.VolumeSource {
+		return corev1.VolumeSource{GitRepo: &corev1.GitRepoVolumeSource{Repository: "r"}}
+	},
 }
 
 // randomPod draws a pod; most draws stay close to compliant so that single violations are
