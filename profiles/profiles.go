@@ -148,7 +148,7 @@ func Baseline(minor int) *v1alpha1.PodSecurityConstraintsSpec {
 			AllowUnset:             true,
 		},
 		// Sysctls
-		Sysctls: &v1alpha1.SysctlsFeature{FeatureCommon: on(), AllowedSysctls: safeSysctls(minor)},
+		Sysctls: &v1alpha1.SysctlsFeature{FeatureCommon: on(), AllowedSysctls: SafeSysctls(minor)},
 	}
 	// Probes and lifecycle handlers' host, from v1.34.
 	if minor >= 34 {
@@ -202,8 +202,8 @@ func seLinuxTypes(minor int) []v1alpha1.SELinuxOptions {
 	return out
 }
 
-// safeSysctls is the safe sysctl set of the version.
-func safeSysctls(minor int) []v1alpha1.SysctlPattern {
+// SafeSysctls is the safe sysctl set of Pod Security Standards v1.<minor>.
+func SafeSysctls(minor int) []v1alpha1.SysctlPattern {
 	out := []v1alpha1.SysctlPattern{"kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.tcp_syncookies",
 		"net.ipv4.ping_group_range", "net.ipv4.ip_unprivileged_port_start"}
 	if minor >= 27 {
