@@ -1,5 +1,6 @@
-// Command manager runs the psc-operator, or renders a PodSecurityConstraints manifest into
-// the Gatekeeper objects the operator would apply (`manager render -f cr.yaml`).
+// Command manager runs the psc-operator, renders a PodSecurityConstraints manifest into the
+// Gatekeeper objects the operator would apply (`manager render -f cr.yaml`), or converts
+// PodSecurityPolicy objects into a PodSecurityConstraints (`manager convert-psp -f psp.yaml`).
 package main
 
 import (
@@ -29,6 +30,9 @@ import (
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "render" {
 		os.Exit(runRender(context.Background(), os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "convert-psp" {
+		os.Exit(runConvertPSP(context.Background(), os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
 	}
 	if err := runManager(ctrl.SetupSignalHandler(), os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

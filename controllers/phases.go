@@ -20,6 +20,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/podsecurity/psc-operator/api/v1alpha1"
+	"github.com/podsecurity/psc-operator/profiles"
 	"github.com/podsecurity/psc-operator/templates"
 )
 
@@ -52,6 +53,7 @@ func (r *Reconciler) reconcile(ctx context.Context, obj *v1alpha1.PodSecurityCon
 		return facts, ch, ctrl.Result{}
 	}
 
+	facts.Profile, facts.ProfileVersion = profiles.Resolved(&obj.Spec)
 	rendered, err := templates.Render(&obj.Spec, r.Options)
 	if err != nil {
 		facts.Stalled = &failure{Reason: ReasonRenderFailed, Message: err.Error()}

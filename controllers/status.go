@@ -44,6 +44,8 @@ const (
 type reconcileFacts struct {
 	Generation    int64
 	MasterEnabled bool
+	// Profile and ProfileVersion are the Pod Security Standards profile in force, if any.
+	Profile, ProfileVersion string
 	// Stalled is set for a spec the operator will not act on until it changes.
 	Stalled *failure
 	// Failed is set when a reconcile step failed and will be retried.
@@ -171,6 +173,7 @@ func deriveStatus(facts reconcileFacts, prev v1alpha1.PodSecurityConstraintsStat
 		Conditions:         append([]metav1.Condition(nil), prev.Conditions...),
 	}
 	if facts.Stalled == nil {
+		st.Profile, st.ProfileVersion = facts.Profile, facts.ProfileVersion
 		for _, f := range facts.Features {
 			fs := featureStatus(f, facts.MasterEnabled)
 			featureStateUnderAdmission(&fs, facts.Admission)
@@ -186,6 +189,7 @@ func deriveStatus(facts reconcileFacts, prev v1alpha1.PodSecurityConstraintsStat
 	} else {
 		// A stalled object keeps the last known feature status: nothing was changed.
 		st.Features = prev.Features
+		st.Profile, st.ProfileVersion = prev.Profile, prev.ProfileVersion
 		st.EnabledFeatures, st.EnforcedFeatures, st.TotalViolations = prev.EnabledFeatures, prev.EnforcedFeatures, prev.TotalViolations
 	}
 

@@ -343,3 +343,24 @@ func TestWorkloadsCondition(t *testing.T) {
 		t.Errorf("stalled spec dropped the previous WorkloadsChecked: %+v", c)
 	}
 }
+
+// The profile in force is reported as the facts say, and a stalled spec keeps the last one.
+func TestDeriveStatusProfile(t *testing.T) {
+	now := metav1.NewTime(time.Unix(1700000000, 0))
+	facts := reconcileFacts{Generation: 3, MasterEnabled: true, Profile: "restricted", ProfileVersion: "v1.35",
+		Features: []featureFacts{enforcedFacts("privilegedContainers")}}
+	st := deriveStatus(facts, v1alpha1.PodSecurityConstraintsStatus{}, now)
+	if st.Profile != "restricted" || st.ProfileVersion != "v1.35" {
+		t.Errorf("status profile %q %q, want restricted v1.35", st.Profile, st.ProfileVersion)
+	}
+	stalled := reconcileFacts{Generation: 4, MasterEnabled: true, Profile: "baseline", ProfileVersion: "v1.30",
+		Stalled: &failure{Reason: ReasonInvalidSpec, Message: "bad"}}
+	st = deriveStatus(stalled, st, now)
+	if st.Profile != "restricted" || st.ProfileVersion != "v1.35" {
+		t.Errorf("a stalled spec changed the profile shown to %q %q", st.Profile, st.ProfileVersion)
+	}
+	facts.Profile, facts.ProfileVersion = "", ""
+	if st = deriveStatus(facts, st, now); st.Profile != "" || st.ProfileVersion != "" {
+		t.Errorf("profile %q %q shown without one in force", st.Profile, st.ProfileVersion)
+	}
+}

@@ -20,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	sigsyaml "sigs.k8s.io/yaml"
@@ -548,6 +549,9 @@ func legacyPods(ns string) []*corev1.Pod {
 					AppArmorProfile: &corev1.AppArmorProfile{Type: corev1.AppArmorProfileTypeUnconfined},
 				},
 				VolumeMounts: []corev1.VolumeMount{{Name: "root", MountPath: "/host"}},
+				LivenessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{
+					TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(22), Host: "169.254.169.254"},
+				}},
 			}},
 			Volumes: []corev1.Volume{
 				{Name: "root", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/"}}},
@@ -557,12 +561,19 @@ func legacyPods(ns string) []*corev1.Pod {
 	}
 	hostNS := simplePod(ns, "legacy-host-ns", "nginx")
 	hostNS.Spec.HostPID, hostNS.Spec.HostIPC = true, true
-	return []*corev1.Pod{userNS, hostNS}
+	// A HostProcess pod must use the host network; the API server requires it.
+	hostProcess := simplePod(ns, "legacy-host-process", "nginx")
+	hostProcess.Spec.HostNetwork = true
+	hostProcess.Spec.SecurityContext = &corev1.PodSecurityContext{WindowsOptions: &corev1.WindowsSecurityContextOptions{HostProcess: ptrTo(true)}}
+	return []*corev1.Pod{userNS, hostNS, hostProcess}
 }
 
 func legacyViolator(feature string) string {
-	if feature == "hostNamespaces" {
+	switch feature {
+	case "hostNamespaces":
 		return "legacy-host-ns"
+	case "hostProcess":
+		return "legacy-host-process"
 	}
 	return "legacy"
 }

@@ -115,7 +115,7 @@ func dryRunCase(c policyCase, ns string, dropEphemeral bool) error {
 	return err
 }
 
-// TestFeatures: for each of the 15 features, a denied and an allowed case of its cases.yaml
+// TestFeatures: for each of the 17 features, a denied and an allowed case of its cases.yaml
 // are replayed through the API server and Gatekeeper, then the feature is switched off again.
 func TestFeatures(t *testing.T) {
 	startScenario(t)
@@ -125,8 +125,8 @@ func TestFeatures(t *testing.T) {
 	for _, f := range templates.Features() {
 		chosen[f.Name] = pickCases(t, f.Name, probeNS)
 	}
-	if len(chosen) != 15 {
-		t.Fatalf("the registry has %d features, want 15", len(chosen))
+	if len(chosen) != 17 {
+		t.Fatalf("the registry has %d features, want 17", len(chosen))
 	}
 
 	for _, f := range templates.Features() {

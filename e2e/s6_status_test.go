@@ -25,7 +25,7 @@ func TestStatusFullSample(t *testing.T) {
 	start := time.Now()
 	gen := applyManifest(t, fullSamplePath())
 	var firstEnforced time.Duration
-	eventually(t, 60*time.Second, "all 15 features of the full sample to be Enforced with Ready=True", func() (bool, string) {
+	eventually(t, 60*time.Second, "all 17 features of the full sample to be Enforced with Ready=True", func() (bool, string) {
 		cr, err := getCR(context.Background())
 		if err != nil || cr == nil {
 			return false, fmt.Sprintf("get: %v", err)
@@ -33,10 +33,10 @@ func TestStatusFullSample(t *testing.T) {
 		if firstEnforced == 0 && cr.Status.EnforcedFeatures > 0 {
 			firstEnforced = time.Since(start)
 		}
-		return isReady(cr, gen) && cr.Status.EnabledFeatures == 15 && cr.Status.EnforcedFeatures == 15, describeCR(cr)
+		return isReady(cr, gen) && cr.Status.EnabledFeatures == 17 && cr.Status.EnforcedFeatures == 17, describeCR(cr)
 	})
 	took := time.Since(start)
-	t.Logf("CONVERGENCE full sample: all 15 features Enforced and Ready=True %s after applying it (first feature Enforced after %s; goal < 10s)",
+	t.Logf("CONVERGENCE full sample: all 17 features Enforced and Ready=True %s after applying it (first feature Enforced after %s; goal < 10s)",
 		took.Round(10*time.Millisecond), firstEnforced.Round(10*time.Millisecond))
 	if took > 10*time.Second {
 		t.Logf("note: convergence took longer than the 10s goal")
@@ -65,14 +65,14 @@ func TestStatusFullSample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(left) != 30 {
-		t.Errorf("found %d generated objects, want 15 templates and 15 constraints: %v", len(left), left)
+	if len(left) != 34 {
+		t.Errorf("found %d generated objects, want 17 templates and 17 constraints: %v", len(left), left)
 	}
 
 	out := kubectlGetPSC(t)
 	row := tableRow(out)
-	if row["NAME"] != "cluster" || row["ENABLED"] != "15" || row["ENFORCED"] != "15" || row["READY"] != "True" {
-		t.Errorf("kubectl get psc: want NAME cluster, ENABLED 15, ENFORCED 15, READY True; got %v from:\n%s", row, out)
+	if row["NAME"] != "cluster" || row["ENABLED"] != "17" || row["ENFORCED"] != "17" || row["READY"] != "True" {
+		t.Errorf("kubectl get psc: want NAME cluster, ENABLED 17, ENFORCED 17, READY True; got %v from:\n%s", row, out)
 	}
 
 	// New violating pods are denied, compliant ones admitted.

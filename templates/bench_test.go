@@ -29,7 +29,7 @@ func readObject(t testing.TB, path string) map[string]interface{} {
 	return obj
 }
 
-// fullSampleEvaluator loads the 15 constraints of the full sample CR into the Rego engine.
+// fullSampleEvaluator loads the constraints of the full sample CR into the engine.
 func fullSampleEvaluator(t testing.TB) *policytest.Evaluator {
 	t.Helper()
 	return fullSampleEvaluatorWith(t, policytest.EngineRego)
@@ -57,7 +57,7 @@ func fullSampleEvaluatorWith(t testing.TB, engine policytest.Engine) *policytest
 	return ev
 }
 
-// TestSamplePods: the realistic pod passes all 15 features of the full sample; the pod
+// TestSamplePods: the realistic pod passes all features of the full sample; the pod
 // built to violate everything is caught by every one of them.
 func TestSamplePods(t *testing.T) {
 	ev := fullSampleEvaluator(t)

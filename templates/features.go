@@ -23,8 +23,10 @@ type Feature struct {
 func Features() []Feature {
 	return []Feature{
 		{Name: "privilegedContainers", ContainerLevel: true},
+		{Name: "hostProcess", ContainerLevel: true},
 		{Name: "hostNamespaces"},
 		{Name: "hostNetworking", ContainerLevel: true},
+		{Name: "probeHosts", ContainerLevel: true},
 		{Name: "volumeTypes"},
 		{Name: "hostFilesystem"},
 		{Name: "flexVolumeDrivers"},

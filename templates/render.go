@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/podsecurity/psc-operator/api/v1alpha1"
+	"github.com/podsecurity/psc-operator/profiles"
 )
 
 // Labels on every generated object. The operator prunes by LabelManagedBy and never touches
@@ -138,11 +139,17 @@ func (inv Inventory) Features() []string {
 	return out
 }
 
-// Render turns a spec into the objects for its enabled features, in apply order. The spec is
-// expected to be defaulted and valid; Render only fails on a broken embedded template.
+// Render turns a spec into the objects for its enabled features, in apply order, after
+// filling in the features of its profile (profiles.EffectiveSpec). The spec is expected to be
+// defaulted and valid; Render only fails on a broken embedded template or a profile version
+// the API would reject.
 func Render(spec *v1alpha1.PodSecurityConstraintsSpec, opts Options) (Inventory, error) {
 	if !spec.MasterEnabled() {
 		return nil, nil
+	}
+	spec, err := profiles.EffectiveSpec(spec)
+	if err != nil {
+		return nil, err
 	}
 	blocks, err := featureBlocks(spec)
 	if err != nil {

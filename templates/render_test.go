@@ -41,7 +41,7 @@ func loadSpec(t testing.TB, data []byte) (*v1alpha1.PodSecurityConstraints, erro
 }
 
 func TestRenderGolden(t *testing.T) {
-	for _, name := range []string{"full", "minimal"} {
+	for _, name := range []string{"full", "minimal", "restricted"} {
 		t.Run(name, func(t *testing.T) {
 			data, err := os.ReadFile(filepath.Join("..", "config", "samples", "policy_v1alpha1_podsecurityconstraints_"+name+".yaml"))
 			if err != nil {
@@ -186,7 +186,7 @@ func toStrings(in []interface{}) []string {
 // FuzzRender: any CR that passes validation renders templates that compile and constraints
 // the framework accepts.
 func FuzzRender(f *testing.F) {
-	for _, name := range []string{"full", "minimal"} {
+	for _, name := range []string{"full", "minimal", "restricted"} {
 		data, err := os.ReadFile(filepath.Join("..", "config", "samples", "policy_v1alpha1_podsecurityconstraints_"+name+".yaml"))
 		if err != nil {
 			f.Fatal(err)

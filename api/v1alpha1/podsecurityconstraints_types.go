@@ -30,8 +30,25 @@ type NamespacePattern string
 // +kubebuilder:validation:XValidation:rule="self.matches('^[^*[:space:]]+[*]?$')",message="must be an image reference without spaces; '*' is allowed only at the end, after at least one character"
 type ImagePattern string
 
+// Profile is a Pod Security Standards level.
+// +kubebuilder:validation:Enum=baseline;restricted
+type Profile string
+
+const (
+	// ProfileBaseline prevents known privilege escalations.
+	ProfileBaseline Profile = "baseline"
+	// ProfileRestricted adds the hardening best practices on top of baseline.
+	ProfileRestricted Profile = "restricted"
+)
+
+// ProfileVersion is a Pod Security Standards version, v1.<minor>.
+// +kubebuilder:validation:MaxLength=8
+// +kubebuilder:validation:XValidation:rule="self.matches('^v1[.][0-9]+$') && int(self.substring(3)) >= 25 && int(self.substring(3)) <= 35",message="must be a Pod Security Standards version from v1.25 to v1.35, such as v1.29"
+type ProfileVersion string
+
 // PodSecurityConstraintsSpec holds the cluster's pod security features. Each feature is off
-// unless its block is present with enabled: true.
+// unless its block is present with enabled: true, or a profile fills it in.
+// +kubebuilder:validation:XValidation:rule="!has(self.profileVersion) || has(self.profile)",message="profileVersion needs a profile"
 type PodSecurityConstraintsSpec struct {
 	// Enabled is the master switch. false keeps the configuration but removes every policy the
 	// operator generated. Default true.
@@ -62,9 +79,25 @@ type PodSecurityConstraintsSpec struct {
 	// +optional
 	ExemptImages []ImagePattern `json:"exemptImages,omitempty"`
 
+	// Profile fills in every feature this spec does not write with the settings of a Pod
+	// Security Standards level: baseline or restricted. A feature block written here replaces
+	// the profile's block for that feature entirely (enabled: false switches one control off).
+	// +optional
+	Profile Profile `json:"profile,omitempty"`
+
+	// ProfileVersion pins the Pod Security Standards version the profile follows, from v1.25 to
+	// v1.35. Default: the latest this operator knows (v1.35).
+	// +optional
+	ProfileVersion ProfileVersion `json:"profileVersion,omitempty"`
+
 	// PrivilegedContainers denies containers that set securityContext.privileged: true.
 	// +optional
 	PrivilegedContainers *PrivilegedContainersFeature `json:"privilegedContainers,omitempty"`
+
+	// HostProcess denies Windows HostProcess containers (securityContext.windowsOptions.hostProcess:
+	// true on the pod or a container).
+	// +optional
+	HostProcess *HostProcessFeature `json:"hostProcess,omitempty"`
 
 	// HostNamespaces denies pods that share the host's PID or IPC namespace.
 	// +optional
@@ -73,6 +106,11 @@ type PodSecurityConstraintsSpec struct {
 	// HostNetworking controls the host network namespace and host ports.
 	// +optional
 	HostNetworking *HostNetworkingFeature `json:"hostNetworking,omitempty"`
+
+	// ProbeHosts restricts the host field of probes and lifecycle handlers (httpGet.host,
+	// tcpSocket.host): unset, or one of allowedHosts.
+	// +optional
+	ProbeHosts *ProbeHostsFeature `json:"probeHosts,omitempty"`
 
 	// VolumeTypes restricts the volume sources pods may use.
 	// +optional
@@ -226,6 +264,26 @@ type PrivilegedContainersFeature struct {
 	ContainerFeatureCommon `json:",inline"`
 }
 
+// HostProcessFeature denies Windows HostProcess containers.
+type HostProcessFeature struct {
+	ContainerFeatureCommon `json:",inline"`
+}
+
+// ProbeHostsFeature restricts the hosts probes and lifecycle handlers connect to.
+type ProbeHostsFeature struct {
+	ContainerFeatureCommon `json:",inline"`
+
+	// AllowedHosts are the hosts (compared exactly) that httpGet.host and tcpSocket.host of
+	// probes and lifecycle handlers may name. Empty: the host must be unset, so the kubelet
+	// connects to the pod's own IP.
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=set
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=253
+	// +optional
+	AllowedHosts []string `json:"allowedHosts,omitempty"`
+}
+
 // HostNamespacesFeature denies hostPID and hostIPC.
 type HostNamespacesFeature struct {
 	FeatureCommon `json:",inline"`
@@ -339,7 +397,26 @@ type UsersAndGroupsFeature struct {
 	// FSGroup checks the pod's fsGroup.
 	// +optional
 	FSGroup *GroupStrategy `json:"fsGroup,omitempty"`
+
+	// RunAsNonRoot Required: every container must run with runAsNonRoot: true (its own or the
+	// pod's), and neither the pod nor a container may set it to false; a non-zero runAsUser
+	// alone does not satisfy it (Pod Security Standards restricted). Absent: not checked.
+	// +optional
+	RunAsNonRoot RunAsNonRootRule `json:"runAsNonRoot,omitempty"`
+
+	// ExemptUserNamespacePods skips the runAsUser MustRunAsNonRoot and runAsNonRoot checks for
+	// pods with hostUsers: false, whose root user is not root on the node (Pod Security
+	// Standards restricted, v1.35 and later). Default false.
+	// +optional
+	ExemptUserNamespacePods bool `json:"exemptUserNamespacePods,omitempty"`
 }
+
+// RunAsNonRootRule is how runAsNonRoot is checked.
+// +kubebuilder:validation:Enum=Required
+type RunAsNonRootRule string
+
+// RunAsNonRootRequired requires runAsNonRoot: true.
+const RunAsNonRootRequired RunAsNonRootRule = "Required"
 
 // RunAsUserRule is how runAsUser is checked.
 // +kubebuilder:validation:Enum=MustRunAs;MustRunAsNonRoot;RunAsAny
@@ -439,14 +516,17 @@ type SELinuxFeature struct {
 
 	// AllowedSELinuxOptions: SELinux options that a pod or container sets must match one
 	// entry; every field the pod sets must equal the entry's field, so a field the entry leaves
-	// unset may not be set. Empty: no SELinux options may be set.
+	// unset may not be set. "*" in a field matches any value, unset included: {type:
+	// container_t, level: "*"} allows type container_t with any level. Empty: no SELinux
+	// options may be set.
 	// +kubebuilder:validation:MaxItems=32
 	// +listType=atomic
 	// +optional
 	AllowedSELinuxOptions []SELinuxOptions `json:"allowedSELinuxOptions,omitempty"`
 }
 
-// SELinuxOptions is an allowed combination of SELinux labels.
+// SELinuxOptions is an allowed combination of SELinux labels; "*" in a field matches any value
+// of that field, including none.
 // +kubebuilder:validation:XValidation:rule="has(self.level) || has(self.role) || has(self.type) || has(self.user)",message="set at least one of level, role, type and user"
 type SELinuxOptions struct {
 	// +kubebuilder:validation:MaxLength=253
@@ -476,6 +556,12 @@ type ProcMountFeature struct {
 	// +kubebuilder:default=Default
 	// +optional
 	ProcMount ProcMountType `json:"procMount,omitempty"`
+
+	// ExemptUserNamespacePods allows any procMount in pods with hostUsers: false, whose /proc
+	// belongs to the pod's own user namespace (Pod Security Standards baseline, v1.35 and
+	// later). Default false.
+	// +optional
+	ExemptUserNamespacePods bool `json:"exemptUserNamespacePods,omitempty"`
 }
 
 // AppArmorProfile is an AppArmor profile in annotation form: runtime/default, unconfined or
@@ -514,7 +600,7 @@ type SeccompFeature struct {
 	ContainerFeatureCommon `json:",inline"`
 
 	// AllowedProfiles lists the profile types containers may run under; a container without a
-	// profile is denied unless "*" is listed.
+	// profile is denied unless "*" is listed or allowUnset is true.
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=4
 	// +listType=set
@@ -527,6 +613,13 @@ type SeccompFeature struct {
 	// +listType=set
 	// +optional
 	AllowedLocalhostFiles []LocalhostProfileFile `json:"allowedLocalhostFiles,omitempty"`
+
+	// AllowUnset admits containers that have no seccomp profile at all (neither their own nor
+	// the pod's). With allowedProfiles [RuntimeDefault, Localhost] and allowedLocalhostFiles
+	// ["*"] it reads "anything except Unconfined", the Pod Security Standards baseline.
+	// Default false.
+	// +optional
+	AllowUnset bool `json:"allowUnset,omitempty"`
 }
 
 // SysctlPattern is a sysctl name (dots or slashes between segments), or a prefix ending in "*".

@@ -51,6 +51,15 @@ type PodSecurityConstraintsStatus struct {
 	// +optional
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
+	// Profile is the Pod Security Standards profile in force (spec.profile), empty without one.
+	// +optional
+	Profile string `json:"profile,omitempty"`
+
+	// ProfileVersion is the Pod Security Standards version the profile follows: spec.profileVersion,
+	// or the latest the operator knows.
+	// +optional
+	ProfileVersion string `json:"profileVersion,omitempty"`
+
 	// EnabledFeatures counts the features switched on (0 when the master switch is off).
 	// +optional
 	EnabledFeatures int32 `json:"enabledFeatures"`
@@ -138,6 +147,8 @@ type Violation struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:resource:scope=Cluster,shortName=psc,categories=policy
 // +kubebuilder:subresource:status
+// +kubebuilder:printcolumn:name="Profile",type=string,JSONPath=`.status.profile`,description="Pod Security Standards profile in force"
+// +kubebuilder:printcolumn:name="PSS",type=string,JSONPath=`.status.profileVersion`,description="Pod Security Standards version the profile follows"
 // +kubebuilder:printcolumn:name="Enabled",type=integer,JSONPath=`.status.enabledFeatures`,description="Features switched on"
 // +kubebuilder:printcolumn:name="Enforced",type=integer,JSONPath=`.status.enforcedFeatures`,description="Features Gatekeeper enforces"
 // +kubebuilder:printcolumn:name="Violations",type=integer,JSONPath=`.status.totalViolations`,description="Audit violations, all features"
