@@ -12,7 +12,7 @@ KUBECTL    := $(KUBE_BIN)/kubectl
 KUBECONFIG ?= $(BIN)/local/kubeconfig
 export KUBE_VERSION GATEKEEPER_VERSION
 
-GO_TEST_FLAGS ?= -count=1
+GO_TEST_FLAGS ?= -count=1 -timeout 30m
 E2E_TIMEOUT   ?= 40m
 
 .DEFAULT_GOAL := help

@@ -40,7 +40,7 @@ func (c policyCase) specOf(feature string) map[string]interface{} {
 // isCreate: a case that models a plain pod creation in a namespace nobody excludes. Only such
 // cases can be replayed as-is by creating a pod in a fresh namespace.
 func (c policyCase) isCreate() bool {
-	return (c.Operation == "" || c.Operation == "CREATE") && c.SubResource == "" && c.Namespace == "" && c.OldObject == nil
+	return (c.Operation == "" || c.Operation == "CREATE") && c.SubResource == "" && c.Namespace == "" && c.OldObject == nil && !c.Generated
 }
 
 // isDeniedCreate: a creation case the policy denies (enforcement action deny).

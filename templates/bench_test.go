@@ -29,8 +29,14 @@ func readObject(t testing.TB, path string) map[string]interface{} {
 	return obj
 }
 
-// fullSampleEvaluator loads the constraints of the full sample CR into the engine.
+// fullSampleEvaluator loads the constraints of the full sample CR into the Rego engine.
 func fullSampleEvaluator(t testing.TB) *policytest.Evaluator {
+	t.Helper()
+	return fullSampleEvaluatorWith(t, policytest.EngineRego)
+}
+
+// fullSampleEvaluatorWith loads the constraints of the full sample CR with the engine.
+func fullSampleEvaluatorWith(t testing.TB, engine policytest.Engine) *policytest.Evaluator {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join("..", "config", "samples", "policy_v1alpha1_podsecurityconstraints_full.yaml"))
 	if err != nil {
@@ -44,7 +50,7 @@ func fullSampleEvaluator(t testing.TB) *policytest.Evaluator {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ev, err := policytest.New(context.Background(), templates.Objects(rendered))
+	ev, err := policytest.NewWithEngine(context.Background(), engine, templates.Objects(rendered))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,4 +221,19 @@ func gatekeeperTestdata(b *testing.B) string {
 		b.Fatalf("locating the gatekeeper module: %v", err)
 	}
 	return filepath.Join(strings.TrimSpace(string(out)), "pkg", "webhook", "testdata", "psp-all-violations")
+}
+
+// BenchmarkEngines is the admission cost of the full sample (15 constraints) on each engine
+// configuration: Gatekeeper's default (CEL, the templates' K8sNativeValidation code) and Rego
+// forced (--enable-k8s-native-validation=false); compliant and all-violating pods.
+func BenchmarkEngines(b *testing.B) {
+	for _, engine := range policytest.Engines() {
+		ev := fullSampleEvaluatorWith(b, engine)
+		for _, name := range []string{"compliant", "all-violating"} {
+			pod := readObject(b, filepath.Join("testdata", "pods", name+".yaml"))
+			b.Run(string(engine)+"/"+name, func(b *testing.B) {
+				benchReview(b, ev, []map[string]interface{}{pod})
+			})
+		}
+	}
 }

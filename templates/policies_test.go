@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"path/filepath"
 	"slices"
-	"sort"
 	"testing"
 
 	"github.com/podsecurity/psc-operator/api/v1alpha1/validation"
@@ -13,9 +12,18 @@ import (
 	"github.com/podsecurity/psc-operator/templates/policytest"
 )
 
-// TestPolicies runs every feature folder's cases.yaml through the renderer and the real OPA
-// engine with Gatekeeper's Kubernetes target.
+// TestPolicies runs every feature folder's cases.yaml through the renderer and the real
+// engines with Gatekeeper's Kubernetes target, on each engine configuration: Gatekeeper's
+// default (CEL) and Rego forced. Both must give the same findings: the same messages with the
+// same enforcement action; the CEL code reports them joined into one result per constraint
+// (policytest.MessageSeparator).
 func TestPolicies(t *testing.T) {
+	for _, engine := range policytest.Engines() {
+		t.Run(string(engine), func(t *testing.T) { testPolicies(t, engine) })
+	}
+}
+
+func testPolicies(t *testing.T, engine policytest.Engine) {
 	ctx := context.Background()
 	v, err := validation.New()
 	if err != nil {
@@ -39,17 +47,17 @@ func TestPolicies(t *testing.T) {
 					allowed++
 				}
 				t.Run(c.Name, func(t *testing.T) {
-					ev := evaluatorFor(ctx, t, v, c.SpecFor(f.Name), evaluators)
+					ev := evaluatorFor(ctx, t, v, engine, c.SpecFor(f.Name), evaluators)
 					got, err := ev.Review(ctx, policytest.Request{
 						Operation: c.Operation, SubResource: c.SubResource, Namespace: c.Namespace,
-						Object: c.Object, OldObject: c.OldObject,
+						Object: c.Object, OldObject: c.OldObject, Generated: c.Generated,
 					})
 					if err != nil {
 						t.Fatalf("review: %v", err)
 					}
-					var msgs []string
+					perConstraint := map[string]int{}
 					for _, g := range got {
-						msgs = append(msgs, g.Message)
+						perConstraint[g.Constraint+"/"+g.EnforcementAction]++
 						want := c.EnforcementAction
 						if want == "" {
 							want = "deny"
@@ -58,9 +66,15 @@ func TestPolicies(t *testing.T) {
 							t.Errorf("violation %q has enforcement action %q, want %q", g.Message, g.EnforcementAction, want)
 						}
 					}
-					want := slices.Clone(c.Violations)
-					sort.Strings(msgs)
-					sort.Strings(want)
+					if engine == policytest.EngineCEL {
+						for k, n := range perConstraint {
+							if n > 1 {
+								t.Errorf("%s: %d CEL results, want one per constraint", k, n)
+							}
+						}
+					}
+					msgs := policytest.Messages(got)
+					want := policytest.SplitMessages(c.Violations)
 					if !slices.Equal(msgs, want) {
 						t.Errorf("violations:\n got: %q\nwant: %q", msgs, want)
 					}
@@ -75,7 +89,7 @@ func TestPolicies(t *testing.T) {
 
 // evaluatorFor validates, defaults and renders a spec like the operator does and loads the
 // result into the engine; evaluators are shared between cases with the same spec.
-func evaluatorFor(ctx context.Context, t *testing.T, v *validation.Validator, spec map[string]interface{}, cache map[string]*policytest.Evaluator) *policytest.Evaluator {
+func evaluatorFor(ctx context.Context, t *testing.T, v *validation.Validator, engine policytest.Engine, spec map[string]interface{}, cache map[string]*policytest.Evaluator) *policytest.Evaluator {
 	t.Helper()
 	key, err := json.Marshal(spec)
 	if err != nil {
@@ -102,7 +116,7 @@ func evaluatorFor(ctx context.Context, t *testing.T, v *validation.Validator, sp
 	if err != nil {
 		t.Fatal(err)
 	}
-	ev, err := policytest.New(ctx, templates.Objects(rendered))
+	ev, err := policytest.NewWithEngine(ctx, engine, templates.Objects(rendered))
 	if err != nil {
 		t.Fatalf("loading policies into the engine: %v", err)
 	}

@@ -36,8 +36,33 @@ var (
 // Keys of a feature block that configure the constraint itself rather than its parameters.
 var commonKeys = []string{"enabled", "enforcementAction", "excludedNamespaces", "exemptImages"}
 
-//go:embed */template.yaml lib/psc.rego
+//go:embed */template.yaml lib/psc.rego lib/psc.cel.yaml
 var policies embed.FS
+
+// Engine names of a template's code entries.
+const (
+	EngineCEL  = "K8sNativeValidation"
+	EngineRego = "Rego"
+)
+
+// Settings of every template's K8sNativeValidation source, set here only, so that the
+// behaviour never depends on Gatekeeper's flag defaults.
+var (
+	// celFailurePolicy: an expression that fails to evaluate denies the request. Our
+	// expressions guard every optional field, so an error means something unforeseen, and a
+	// policy never admits a pod because it could not judge it.
+	celFailurePolicy = "Fail"
+	// generateVAP: no ValidatingAdmissionPolicy is generated from our templates; Gatekeeper's
+	// webhook (and audit) enforce them. Gatekeeper v3.23 defaults to generating one.
+	generateVAP = false
+)
+
+// The validation every template's CEL code ends in: its `violations` variable lists the
+// messages (see lib/psc.cel.yaml).
+const (
+	celValidation        = "size(variables.violations) == 0"
+	celMessageExpression = `variables.violations.distinct().join("; ")`
+)
 
 // Options are the cluster facts the spec does not hold.
 type Options struct {
@@ -118,6 +143,9 @@ func (f Feature) Template() (*unstructured.Unstructured, error) {
 		return nil, fmt.Errorf("template of feature %s must be a %s named %s, found %s %q",
 			f.Name, TemplateGVK.Kind, f.TemplateName(), u.GroupVersionKind(), u.GetName())
 	}
+	if err := addCELLibrary(u); err != nil {
+		return nil, fmt.Errorf("template of feature %s: %w", f.Name, err)
+	}
 	if err := addLibrary(u); err != nil {
 		return nil, fmt.Errorf("template of feature %s: %w", f.Name, err)
 	}
@@ -161,6 +189,84 @@ func addLibrary(u *unstructured.Unstructured) error {
 		targets[i] = target
 	}
 	return unstructured.SetNestedSlice(u.Object, targets, "spec", "targets")
+}
+
+// celLibrary is lib/psc.cel.yaml: the variables every template's CEL code may use.
+type celLibrary struct {
+	Variables []map[string]interface{} `json:"variables"`
+}
+
+// addCELLibrary completes the K8sNativeValidation source of every target: the shared
+// variables of lib/psc.cel.yaml before the template's own, the one validation (no
+// violations), failurePolicy and generateVAP. The CEL entry is moved first among the code
+// entries, the order in which Gatekeeper prefers the engines.
+func addCELLibrary(u *unstructured.Unstructured) error {
+	data, err := policies.ReadFile("lib/psc.cel.yaml")
+	if err != nil {
+		return fmt.Errorf("reading shared CEL library: %w", err)
+	}
+	var lib celLibrary
+	if err := yaml.UnmarshalStrict(data, &lib); err != nil {
+		return fmt.Errorf("parsing shared CEL library: %w", err)
+	}
+	targets, _, err := unstructured.NestedSlice(u.Object, "spec", "targets")
+	if err != nil || len(targets) == 0 {
+		return fmt.Errorf("spec.targets is missing or malformed")
+	}
+	for i, t := range targets {
+		target, ok := t.(map[string]interface{})
+		if !ok {
+			return fmt.Errorf("spec.targets[%d] is not an object", i)
+		}
+		code, _, _ := unstructured.NestedSlice(target, "code")
+		var cel, others []interface{}
+		for _, c := range code {
+			if entry, ok := c.(map[string]interface{}); ok && entry["engine"] == EngineCEL {
+				cel = append(cel, entry)
+			} else {
+				others = append(others, c)
+			}
+		}
+		if len(cel) != 1 {
+			return fmt.Errorf("spec.targets[%d] needs exactly one code entry with engine %s, found %d", i, EngineCEL, len(cel))
+		}
+		entry, _ := cel[0].(map[string]interface{})
+		own, _, err := unstructured.NestedSlice(entry, "source", "variables")
+		if err != nil {
+			return fmt.Errorf("spec.targets[%d]: %s variables: %w", i, EngineCEL, err)
+		}
+		if last, ok := lastItem(own).(map[string]interface{}); !ok || last["name"] != "violations" {
+			return fmt.Errorf("spec.targets[%d]: the %s variables must end with one named violations", i, EngineCEL)
+		}
+		if _, found, _ := unstructured.NestedFieldNoCopy(entry, "source", "validations"); found {
+			return fmt.Errorf("spec.targets[%d]: %s validations are added by the renderer", i, EngineCEL)
+		}
+		vars := make([]interface{}, 0, len(lib.Variables)+len(own))
+		for _, v := range lib.Variables {
+			vars = append(vars, map[string]interface{}{"name": v["name"], "expression": v["expression"]})
+		}
+		vars = append(vars, own...)
+		source := map[string]interface{}{
+			"variables": vars,
+			"validations": []interface{}{map[string]interface{}{
+				"expression":        celValidation,
+				"messageExpression": celMessageExpression,
+			}},
+			"failurePolicy": celFailurePolicy,
+			"generateVAP":   generateVAP,
+		}
+		entry["source"] = source
+		target["code"] = append(cel, others...)
+		targets[i] = target
+	}
+	return unstructured.SetNestedSlice(u.Object, targets, "spec", "targets")
+}
+
+func lastItem(items []interface{}) interface{} {
+	if len(items) == 0 {
+		return nil
+	}
+	return items[len(items)-1]
 }
 
 func (f Feature) labels() map[string]string {

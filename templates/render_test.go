@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 
 	"github.com/podsecurity/psc-operator/api/v1alpha1"
@@ -179,4 +180,63 @@ func FuzzRender(f *testing.F) {
 			t.Fatalf("valid spec rendered objects the engine rejects: %v\nspec: %s", err, data)
 		}
 	})
+}
+
+// TestTemplatesHaveBothEngines: every template carries K8sNativeValidation code first (the
+// engine Gatekeeper prefers) with the shared library, the one validation, failurePolicy Fail
+// and generateVAP false, then the Rego with its library.
+func TestTemplatesHaveBothEngines(t *testing.T) {
+	for _, f := range templates.Features() {
+		t.Run(f.Name, func(t *testing.T) {
+			u, err := f.Template()
+			if err != nil {
+				t.Fatal(err)
+			}
+			targets, _, _ := unstructured.NestedSlice(u.Object, "spec", "targets")
+			if len(targets) != 1 {
+				t.Fatalf("want one target, got %d", len(targets))
+			}
+			code, _, _ := unstructured.NestedSlice(targets[0].(map[string]interface{}), "code")
+			var engines []string
+			for _, c := range code {
+				engines = append(engines, c.(map[string]interface{})["engine"].(string))
+			}
+			if strings.Join(engines, ",") != templates.EngineCEL+","+templates.EngineRego {
+				t.Fatalf("code engines %v, want [%s %s]", engines, templates.EngineCEL, templates.EngineRego)
+			}
+			cel := code[0].(map[string]interface{})
+			if fp, _, _ := unstructured.NestedString(cel, "source", "failurePolicy"); fp != "Fail" {
+				t.Errorf("failurePolicy %q, want Fail", fp)
+			}
+			if vap, found, _ := unstructured.NestedBool(cel, "source", "generateVAP"); !found || vap {
+				t.Errorf("generateVAP must be set to false (found %v, value %v)", found, vap)
+			}
+			vars, _, _ := unstructured.NestedSlice(cel, "source", "variables")
+			names := map[string]bool{}
+			for _, v := range vars {
+				name := v.(map[string]interface{})["name"].(string)
+				if names[name] {
+					t.Errorf("variable %s is defined twice (a template must not redefine a library variable)", name)
+				}
+				names[name] = true
+				expr := v.(map[string]interface{})["expression"].(string)
+				if strings.TrimSpace(expr) == "" {
+					t.Errorf("variable %s has no expression", name)
+				}
+			}
+			for _, lib := range []string{"isPodUpdate", "checkedContainers", "podFieldsChecked", "violations"} {
+				if !names[lib] {
+					t.Errorf("variable %s is missing", lib)
+				}
+			}
+			validations, _, _ := unstructured.NestedSlice(cel, "source", "validations")
+			if len(validations) != 1 {
+				t.Fatalf("want one validation, got %d", len(validations))
+			}
+			msg, _, _ := unstructured.NestedString(validations[0].(map[string]interface{}), "messageExpression")
+			if msg == "" || strings.Contains(msg, "\n") {
+				t.Errorf("messageExpression %q must be set and hold no newline", msg)
+			}
+		})
+	}
 }

@@ -19,21 +19,25 @@
 # it would be evaluated per request.
 package lib.psc
 
-# is_update is true for UPDATE admission requests. Audit reviews carry no operation and are
-# checked like creations.
-is_update if input.review.operation == "UPDATE"
+# is_pod_update: an UPDATE of a stored pod. The API server always sends the stored pod as
+# oldObject with an UPDATE. A workload judged through a Gatekeeper ExpansionTemplate arrives as
+# the Pod it would create, with the workload's operation (UPDATE when the workload is updated)
+# and no oldObject: that pod template is new and is checked like a creation. Audit reviews
+# carry no operation and are checked like creations.
+is_pod_update if {
+	input.review.operation == "UPDATE"
+	is_object(input.review.oldObject)
+}
 
 adds_ephemeral_containers if {
-	is_update
+	is_pod_update
 	input.review.subResource == "ephemeralcontainers"
 }
 
-# pod_fields_checked: pod-level fields are checked on creation and in audit. A pod's security
-# fields cannot change after creation, so updates (labels, finalizers, status) are never
-# blocked, even for a pod that predates the policy. The negation holds when operation is
-# absent (audit), as intended; it is written out rather than as `not is_update` to save a rule
-# evaluation on every violation.
-pod_fields_checked if not input.review.operation == "UPDATE"
+# pod_fields_checked: pod-level fields are checked on creation, for expanded workloads and in
+# audit. A pod's security fields cannot change after creation, so updates of a stored pod
+# (labels, finalizers, status) are never blocked, even for a pod that predates the policy.
+pod_fields_checked if not is_pod_update
 
 pod := input.review.object
 
@@ -47,10 +51,10 @@ pod := input.review.object
 is_windows_pod if input.review.object.spec.os.name == "windows"
 
 # checked(field, c): container c, found in pod.spec[field], must be checked: every container on
-# creation and in audit; on an UPDATE of the pods/ephemeralcontainers subresource (kubectl
+# creation, for expanded workloads and in audit; on an UPDATE of the pods/ephemeralcontainers subresource (kubectl
 # debug) only the ephemeral containers it adds. Containers whose image is exempt never are.
 checked(_, c) if {
-	not input.review.operation == "UPDATE" # pod_fields_checked, written out (see above)
+	not is_pod_update
 	not exempt(c)
 }
 

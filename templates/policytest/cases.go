@@ -3,6 +3,8 @@ package policytest
 import (
 	"fmt"
 	"os"
+	"sort"
+	"strings"
 
 	"sigs.k8s.io/yaml"
 )
@@ -20,6 +22,9 @@ type Case struct {
 	Namespace   string                 `json:"namespace,omitempty"`
 	Object      map[string]interface{} `json:"object"`
 	OldObject   map[string]interface{} `json:"oldObject,omitempty"`
+	// Generated reviews the object as the Pod Gatekeeper generates from a workload's pod
+	// template (an ExpansionTemplate): the workload's operation and no oldObject.
+	Generated bool `json:"generated,omitempty"`
 	// Violations are the expected messages, in any order.
 	Violations []string `json:"violations"`
 	// EnforcementAction, when set, is expected on every violation (default deny).
@@ -48,4 +53,29 @@ func (c Case) SpecFor(feature string) map[string]interface{} {
 		return c.Spec
 	}
 	return map[string]interface{}{feature: map[string]interface{}{"enabled": true}}
+}
+
+// MessageSeparator joins the messages of one template's CEL validation: a validation yields
+// at most one result, so where the Rego reports one violation per container the CEL code
+// reports one whose message lists them all, separated by "; ".
+const MessageSeparator = "; "
+
+// Messages returns every message of vs, each split at MessageSeparator, sorted, so that the
+// results of both engines compare equal when they report the same findings.
+func Messages(vs []Violation) []string {
+	msgs := make([]string, 0, len(vs))
+	for _, v := range vs {
+		msgs = append(msgs, v.Message)
+	}
+	return SplitMessages(msgs)
+}
+
+// SplitMessages splits each message at MessageSeparator and sorts the result.
+func SplitMessages(msgs []string) []string {
+	var out []string
+	for _, m := range msgs {
+		out = append(out, strings.Split(m, MessageSeparator)...)
+	}
+	sort.Strings(out)
+	return out
 }
