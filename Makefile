@@ -26,7 +26,7 @@ KUBECTL    := $(KUBE_BIN)/kubectl
 KUBECONFIG ?= $(BIN)/local/kubeconfig
 export KUBE_VERSION GATEKEEPER_VERSION
 
-GO_TEST_FLAGS ?= -count=1
+GO_TEST_FLAGS ?= -count=1 -timeout 30m
 # envtest waits 20 s for kube-apiserver by default; on a loaded 2-core machine it can need more.
 KUBEBUILDER_CONTROLPLANE_START_TIMEOUT ?= 120s
 KUBEBUILDER_CONTROLPLANE_STOP_TIMEOUT  ?= 60s

@@ -35,7 +35,7 @@ func fullSampleEvaluator(t testing.TB) *policytest.Evaluator {
 	return fullSampleEvaluatorWith(t, policytest.EngineRego)
 }
 
-// fullSampleEvaluatorWith loads the 15 constraints of the full sample CR with the engine.
+// fullSampleEvaluatorWith loads the constraints of the full sample CR with the engine.
 func fullSampleEvaluatorWith(t testing.TB, engine policytest.Engine) *policytest.Evaluator {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join("..", "config", "samples", "policy_v1alpha1_podsecurityconstraints_full.yaml"))

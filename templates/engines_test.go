@@ -336,6 +336,8 @@ func randomSpec(rng *rand.Rand) map[string]interface{} {
 		spec[name] = params
 	}
 	feature("privilegedContainers", map[string]interface{}{})
+	feature("hostProcess", map[string]interface{}{})
+	feature("probeHosts", map[string]interface{}{"allowedHosts": some(rng, []string{"localhost", "10.0.0.1"}, 1)})
 	feature("hostNamespaces", map[string]interface{}{})
 	hostNet := map[string]interface{}{"allowHostNetwork": chance(rng, 0.5)}
 	if chance(rng, 0.8) {
@@ -361,6 +363,12 @@ func randomSpec(rng *rand.Rand) map[string]interface{} {
 			ug[f] = idRule(rng, []string{"MustRunAs", "MayRunAs", "RunAsAny"})
 		}
 	}
+	if chance(rng, 0.4) {
+		ug["runAsNonRoot"] = "Required"
+	}
+	if chance(rng, 0.4) {
+		ug["exemptUserNamespacePods"] = true
+	}
 	feature("usersAndGroups", ug)
 	feature("privilegeEscalation", map[string]interface{}{})
 	feature("capabilities", map[string]interface{}{
@@ -371,12 +379,16 @@ func randomSpec(rng *rand.Rand) map[string]interface{} {
 	for range rng.IntN(3) {
 		opts = append(opts, pick(rng, genSELinux))
 	}
+	if chance(rng, 0.3) {
+		opts = append(opts, map[string]interface{}{"type": pick(rng, []string{"container_t", "spc_t"}), "level": "*"})
+	}
 	feature("seLinux", map[string]interface{}{"allowedSELinuxOptions": opts})
-	feature("procMount", map[string]interface{}{"procMount": pick(rng, []string{"Default", "Unmasked"})})
+	feature("procMount", map[string]interface{}{"procMount": pick(rng, []string{"Default", "Unmasked"}), "exemptUserNamespacePods": chance(rng, 0.5)})
 	feature("appArmor", map[string]interface{}{"allowedProfiles": uniq(some(rng, genAppArmorPat, 2))})
 	feature("seccomp", map[string]interface{}{
 		"allowedProfiles":       uniq(some(rng, append(slices.Clone(genSeccomp), "*"), 3)),
 		"allowedLocalhostFiles": some(rng, genFiles, 2),
+		"allowUnset":            chance(rng, 0.3),
 	})
 	feature("sysctls", map[string]interface{}{
 		"forbiddenSysctls": some(rng, genSysctlPats, 2),

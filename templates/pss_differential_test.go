@@ -48,10 +48,10 @@ func TestPSADifferential(t *testing.T) {
 	t.Logf("seed %d (replay with PSC_ORACLE_SEED=%d)", seed, seed)
 
 	// The latest version with the full count, and an older pinned version (before probe hosts,
-	// user namespace relaxations and container_engine_t; v1.29 sysctls) with half of it.
+	// user namespace relaxations and container_engine_t; v1.29 sysctls) with a quarter of it.
 	runs := []struct {
 		minor, pods int
-	}{{profiles.LatestMinor, pods}, {29, max(pods/2, 1)}}
+	}{{profiles.LatestMinor, pods}, {29, max(pods/4, 1)}}
 
 	for _, engine := range oracleEngines {
 		t.Run(engine.name, func(t *testing.T) {
@@ -94,48 +94,50 @@ func TestPSADifferential(t *testing.T) {
 	}
 }
 
-// gen draws the random choices of one pod.
-type gen struct{ r *rand.Rand }
+// pssGen draws the random choices of one pod.
+type pssGen struct{ r *rand.Rand }
 
 // pick returns one of the options, uniformly.
-func pickOne[T any](g gen, options ...T) T { return options[g.r.IntN(len(options))] }
+func pssPick[T any](g pssGen, options ...T) T { return options[g.r.IntN(len(options))] }
 
 // often is true with probability p.
-func (g gen) often(p float64) bool { return g.r.Float64() < p }
+func (g pssGen) often(p float64) bool { return g.r.Float64() < p }
 
-func ptr[T any](v T) *T { return &v }
+func pssPtr[T any](v T) *T { return &v }
 
-func (g gen) boolPtr() *bool { return pickOne(g, nil, nil, ptr(true), ptr(false)) }
+func (g pssGen) boolPtr() *bool { return pssPick(g, nil, nil, pssPtr(true), pssPtr(false)) }
 
-func (g gen) seccomp() *corev1.SeccompProfile {
-	return pickOne(g, nil, nil,
+func (g pssGen) seccomp() *corev1.SeccompProfile {
+	return pssPick(g, nil, nil,
 		&corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-		&corev1.SeccompProfile{Type: corev1.SeccompProfileTypeLocalhost, LocalhostProfile: ptr("profiles/app.json")},
+		&corev1.SeccompProfile{Type: corev1.SeccompProfileTypeLocalhost, LocalhostProfile: pssPtr("profiles/app.json")},
 		&corev1.SeccompProfile{Type: corev1.SeccompProfileTypeUnconfined})
 }
 
-func (g gen) appArmor() *corev1.AppArmorProfile {
-	return pickOne(g, nil, nil, nil,
+func (g pssGen) appArmor() *corev1.AppArmorProfile {
+	return pssPick(g, nil, nil, nil,
 		&corev1.AppArmorProfile{Type: corev1.AppArmorProfileTypeRuntimeDefault},
-		&corev1.AppArmorProfile{Type: corev1.AppArmorProfileTypeLocalhost, LocalhostProfile: ptr("k8s-nginx")},
+		&corev1.AppArmorProfile{Type: corev1.AppArmorProfileTypeLocalhost, LocalhostProfile: pssPtr("k8s-nginx")},
 		&corev1.AppArmorProfile{Type: corev1.AppArmorProfileTypeUnconfined})
 }
 
-func (g gen) seLinux() *corev1.SELinuxOptions {
+func (g pssGen) seLinux() *corev1.SELinuxOptions {
 	if g.often(0.6) {
 		return nil
 	}
 	return &corev1.SELinuxOptions{
-		Type:  pickOne(g, "", "", "container_t", "container_init_t", "container_kvm_t", "container_engine_t", "spc_t"),
-		User:  pickOne(g, "", "", "", "system_u"),
-		Role:  pickOne(g, "", "", "", "system_r"),
-		Level: pickOne(g, "", "s0:c123,c456"),
+		Type:  pssPick(g, "", "", "container_t", "container_init_t", "container_kvm_t", "container_engine_t", "spc_t"),
+		User:  pssPick(g, "", "", "", "system_u"),
+		Role:  pssPick(g, "", "", "", "system_r"),
+		Level: pssPick(g, "", "s0:c123,c456"),
 	}
 }
 
-func (g gen) runAsUser() *int64 { return pickOne(g, nil, nil, ptr(int64(0)), ptr(int64(1000))) }
+func (g pssGen) runAsUser() *int64 {
+	return pssPick(g, nil, nil, pssPtr(int64(0)), pssPtr(int64(1000)))
+}
 
-func (g gen) capabilities() *corev1.Capabilities {
+func (g pssGen) capabilities() *corev1.Capabilities {
 	if g.often(0.25) {
 		return nil
 	}
@@ -146,16 +148,16 @@ func (g gen) capabilities() *corev1.Capabilities {
 		}
 	}
 	if g.often(0.7) {
-		caps.Drop = append(caps.Drop, pickOne[corev1.Capability](g, "ALL", "ALL", "ALL", "all", "CAP_ALL", "NET_RAW"))
+		caps.Drop = append(caps.Drop, pssPick[corev1.Capability](g, "ALL", "ALL", "ALL", "all", "CAP_ALL", "NET_RAW"))
 	}
 	return caps
 }
 
-func (g gen) handler() (host string, http bool) {
-	return pickOne(g, "", "", "", "", "10.0.0.1", "localhost"), g.often(0.5)
+func (g pssGen) handler() (host string, http bool) {
+	return pssPick(g, "", "", "", "", "10.0.0.1", "localhost"), g.often(0.5)
 }
 
-func (g gen) probe() *corev1.Probe {
+func (g pssGen) probe() *corev1.Probe {
 	if g.often(0.7) {
 		return nil
 	}
@@ -166,7 +168,7 @@ func (g gen) probe() *corev1.Probe {
 	return &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(8080), Host: host}}}
 }
 
-func (g gen) lifecycleHandler() *corev1.LifecycleHandler {
+func (g pssGen) lifecycleHandler() *corev1.LifecycleHandler {
 	if g.often(0.8) {
 		return nil
 	}
@@ -178,11 +180,11 @@ func (g gen) lifecycleHandler() *corev1.LifecycleHandler {
 }
 
 // container draws a container; ephemeral containers get what the API allows them.
-func (g gen) container(name string, ephemeral bool) corev1.Container {
+func (g pssGen) container(name string, ephemeral bool) corev1.Container {
 	c := corev1.Container{Name: name, Image: "registry.example.com/app:1"}
 	if !ephemeral {
 		if g.often(0.25) {
-			c.Ports = []corev1.ContainerPort{{ContainerPort: 8080, HostPort: pickOne[int32](g, 0, 0, 8080)}}
+			c.Ports = []corev1.ContainerPort{{ContainerPort: 8080, HostPort: pssPick[int32](g, 0, 0, 8080)}}
 		}
 		c.LivenessProbe, c.ReadinessProbe, c.StartupProbe = g.probe(), g.probe(), g.probe()
 		if post, pre := g.lifecycleHandler(), g.lifecycleHandler(); post != nil || pre != nil {
@@ -193,8 +195,8 @@ func (g gen) container(name string, ephemeral bool) corev1.Container {
 		return c
 	}
 	sc := &corev1.SecurityContext{
-		Privileged:               pickOne(g, nil, nil, nil, ptr(false), ptr(true)),
-		AllowPrivilegeEscalation: pickOne(g, nil, ptr(false), ptr(false), ptr(true)),
+		Privileged:               pssPick(g, nil, nil, nil, pssPtr(false), pssPtr(true)),
+		AllowPrivilegeEscalation: pssPick(g, nil, pssPtr(false), pssPtr(false), pssPtr(true)),
 		RunAsNonRoot:             g.boolPtr(),
 		RunAsUser:                g.runAsUser(),
 		Capabilities:             g.capabilities(),
@@ -203,7 +205,7 @@ func (g gen) container(name string, ephemeral bool) corev1.Container {
 		AppArmorProfile:          g.appArmor(),
 	}
 	if g.often(0.15) {
-		sc.ProcMount = pickOne(g, ptr(corev1.DefaultProcMount), ptr(corev1.UnmaskedProcMount))
+		sc.ProcMount = pssPick(g, pssPtr(corev1.DefaultProcMount), pssPtr(corev1.UnmaskedProcMount))
 	}
 	if g.often(0.1) {
 		sc.WindowsOptions = &corev1.WindowsSecurityContextOptions{HostProcess: g.boolPtr()}
@@ -212,14 +214,14 @@ func (g gen) container(name string, ephemeral bool) corev1.Container {
 	return c
 }
 
-var sysctlNames = []string{
+var pssSysctlNames = []string{
 	"kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.tcp_syncookies", "net.ipv4.ping_group_range",
 	"net.ipv4.ip_unprivileged_port_start", "net.ipv4.ip_local_reserved_ports", "net.ipv4.tcp_keepalive_time",
 	"net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem", "kernel.msgmax", "net.core.somaxconn",
 	"net/ipv4/tcp_syncookies",
 }
 
-var volumeSources = []func() corev1.VolumeSource{
+var pssVolumeSources = []func() corev1.VolumeSource{
 	func() corev1.VolumeSource { return corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{}} },
 	func() corev1.VolumeSource {
 		return corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "s"}}
@@ -254,27 +256,27 @@ var volumeSources = []func() corev1.VolumeSource{
 // randomPod draws a pod; most draws stay close to compliant so that single violations are
 // common, and each field is left out often enough for precedence to matter.
 func randomPSSPod(r *rand.Rand, i int) *corev1.Pod {
-	g := gen{r}
+	g := pssGen{r}
 	pod := &corev1.Pod{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
 		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("pod-%d", i), Namespace: "default"},
 	}
 	spec := &pod.Spec
-	spec.OS = pickOne(g, nil, nil, nil, &corev1.PodOS{Name: corev1.Linux}, &corev1.PodOS{Name: corev1.Windows})
+	spec.OS = pssPick(g, nil, nil, nil, &corev1.PodOS{Name: corev1.Linux}, &corev1.PodOS{Name: corev1.Windows})
 	spec.HostNetwork = g.often(0.05)
 	spec.HostPID = g.often(0.05)
 	spec.HostIPC = g.often(0.05)
-	spec.HostUsers = pickOne(g, nil, nil, ptr(true), ptr(false))
+	spec.HostUsers = pssPick(g, nil, nil, pssPtr(true), pssPtr(false))
 	if !g.often(0.2) {
 		sc := &corev1.PodSecurityContext{
-			RunAsNonRoot:    pickOne(g, nil, ptr(true), ptr(true), ptr(false)),
+			RunAsNonRoot:    pssPick(g, nil, pssPtr(true), pssPtr(true), pssPtr(false)),
 			RunAsUser:       g.runAsUser(),
-			SeccompProfile:  pickOne(g, g.seccomp(), &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}),
+			SeccompProfile:  pssPick(g, g.seccomp(), &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}),
 			SELinuxOptions:  g.seLinux(),
 			AppArmorProfile: g.appArmor(),
 		}
 		if g.often(0.2) {
-			for _, name := range sysctlNames {
+			for _, name := range pssSysctlNames {
 				if g.often(0.12) {
 					sc.Sysctls = append(sc.Sysctls, corev1.Sysctl{Name: name, Value: "1"})
 				}
@@ -296,7 +298,7 @@ func randomPSSPod(r *rand.Rand, i int) *corev1.Pod {
 	}
 	if g.often(0.5) {
 		for n := 1 + g.r.IntN(2); n > 0; n-- {
-			spec.Volumes = append(spec.Volumes, corev1.Volume{Name: fmt.Sprintf("v%d", n), VolumeSource: pickOne(g, volumeSources...)()})
+			spec.Volumes = append(spec.Volumes, corev1.Volume{Name: fmt.Sprintf("v%d", n), VolumeSource: pssPick(g, pssVolumeSources...)()})
 		}
 	}
 	g.appArmorAnnotations(pod)
@@ -307,21 +309,21 @@ func randomPSSPod(r *rand.Rand, i int) *corev1.Pod {
 	return pod
 }
 
-// controls are the parts of a pod mostlyCompliant fixes, by name.
-var controls = []string{"hostNamespaces", "runAsNonRoot", "runAsUser", "seccomp", "seLinux", "appArmor", "sysctls",
+// pssControls are the parts of a pod mostlyCompliant fixes, by name.
+var pssControls = []string{"hostNamespaces", "runAsNonRoot", "runAsUser", "seccomp", "seLinux", "appArmor", "sysctls",
 	"hostProcess", "volumes", "hostPorts", "probeHosts", "privileged", "privilegeEscalation", "capabilities", "procMount"}
 
 // mostlyCompliant brings every control of the pod but one or two, drawn at random, to
 // restricted's terms, so that compliant pods and pods with a single violation, the ones that
 // tell a too strict or too lax policy apart, are common.
-func (g gen) mostlyCompliant(pod *corev1.Pod) {
+func (g pssGen) mostlyCompliant(pod *corev1.Pod) {
 	spec := &pod.Spec
 	skip := map[string]bool{}
 	if g.often(0.85) {
-		skip[pickOne(g, controls...)] = true
+		skip[pssPick(g, pssControls...)] = true
 	}
 	if g.often(0.3) {
-		skip[pickOne(g, controls...)] = true
+		skip[pssPick(g, pssControls...)] = true
 	}
 	fixes := func(control string) func() bool { return func() bool { return !skip[control] } }
 	if fixes("hostNamespaces")() {
@@ -332,10 +334,10 @@ func (g gen) mostlyCompliant(pod *corev1.Pod) {
 	}
 	psc := spec.SecurityContext
 	if fixes("runAsNonRoot")() {
-		psc.RunAsNonRoot = ptr(true)
+		psc.RunAsNonRoot = pssPtr(true)
 	}
 	if fixes("runAsUser")() && psc.RunAsUser != nil {
-		psc.RunAsUser = ptr(int64(1000))
+		psc.RunAsUser = pssPtr(int64(1000))
 	}
 	if fixes("seccomp")() {
 		psc.SeccompProfile = &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}
@@ -362,7 +364,7 @@ func (g gen) mostlyCompliant(pod *corev1.Pod) {
 		}
 		spec.Volumes = kept
 	}
-	visit(pod, func(c *corev1.Container) {
+	pssVisit(pod, func(c *corev1.Container) {
 		if fixes("hostPorts")() {
 			for i := range c.Ports {
 				c.Ports[i].HostPort = 0
@@ -370,7 +372,7 @@ func (g gen) mostlyCompliant(pod *corev1.Pod) {
 		}
 		if fixes("probeHosts")() {
 			for _, p := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe, c.StartupProbe} {
-				clearProbeHost(p)
+				pssClearProbeHost(p)
 			}
 			if c.Lifecycle != nil {
 				c.Lifecycle = nil
@@ -384,7 +386,7 @@ func (g gen) mostlyCompliant(pod *corev1.Pod) {
 			sc.Privileged = nil
 		}
 		if fixes("privilegeEscalation")() {
-			sc.AllowPrivilegeEscalation = ptr(false)
+			sc.AllowPrivilegeEscalation = pssPtr(false)
 		}
 		if fixes("capabilities")() {
 			sc.Capabilities = &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}
@@ -393,10 +395,10 @@ func (g gen) mostlyCompliant(pod *corev1.Pod) {
 			}
 		}
 		if fixes("runAsNonRoot")() && sc.RunAsNonRoot != nil {
-			sc.RunAsNonRoot = ptr(true)
+			sc.RunAsNonRoot = pssPtr(true)
 		}
 		if fixes("runAsUser")() && sc.RunAsUser != nil {
-			sc.RunAsUser = ptr(int64(1000))
+			sc.RunAsUser = pssPtr(int64(1000))
 		}
 		if fixes("seccomp")() && sc.SeccompProfile != nil && sc.SeccompProfile.Type == corev1.SeccompProfileTypeUnconfined {
 			sc.SeccompProfile = nil
@@ -416,7 +418,7 @@ func (g gen) mostlyCompliant(pod *corev1.Pod) {
 	})
 }
 
-func clearProbeHost(p *corev1.Probe) {
+func pssClearProbeHost(p *corev1.Probe) {
 	if p == nil {
 		return
 	}
@@ -430,17 +432,17 @@ func clearProbeHost(p *corev1.Probe) {
 
 // appArmorAnnotations adds legacy AppArmor annotations to some containers whose profile no
 // field sets (the API server requires annotation and field to agree).
-func (g gen) appArmorAnnotations(pod *corev1.Pod) {
+func (g pssGen) appArmorAnnotations(pod *corev1.Pod) {
 	if pod.Spec.SecurityContext != nil && pod.Spec.SecurityContext.AppArmorProfile != nil {
 		return
 	}
-	visit(pod, func(c *corev1.Container) {
+	pssVisit(pod, func(c *corev1.Container) {
 		if (c.SecurityContext == nil || c.SecurityContext.AppArmorProfile == nil) && g.often(0.15) {
 			if pod.Annotations == nil {
 				pod.Annotations = map[string]string{}
 			}
 			pod.Annotations[corev1.DeprecatedAppArmorBetaContainerAnnotationKeyPrefix+c.Name] =
-				pickOne(g, "runtime/default", "localhost/k8s-nginx", "unconfined", "")
+				pssPick(g, "runtime/default", "localhost/k8s-nginx", "unconfined", "")
 		}
 	})
 }
@@ -455,7 +457,7 @@ func makeAcceptable(pod *corev1.Pod) {
 		if sc := spec.SecurityContext; sc != nil {
 			sc.RunAsUser, sc.SeccompProfile, sc.SELinuxOptions, sc.AppArmorProfile, sc.Sysctls = nil, nil, nil, nil, nil
 		}
-		visit(pod, func(c *corev1.Container) {
+		pssVisit(pod, func(c *corev1.Container) {
 			if sc := c.SecurityContext; sc != nil {
 				sc.Privileged, sc.AllowPrivilegeEscalation, sc.RunAsUser, sc.Capabilities = nil, nil, nil, nil
 				sc.SeccompProfile, sc.SELinuxOptions, sc.AppArmorProfile, sc.ProcMount = nil, nil, nil, nil
@@ -465,7 +467,7 @@ func makeAcceptable(pod *corev1.Pod) {
 		if sc := spec.SecurityContext; sc != nil {
 			sc.WindowsOptions = nil
 		}
-		visit(pod, func(c *corev1.Container) {
+		pssVisit(pod, func(c *corev1.Container) {
 			if c.SecurityContext != nil {
 				c.SecurityContext.WindowsOptions = nil
 			}
@@ -473,7 +475,7 @@ func makeAcceptable(pod *corev1.Pod) {
 	}
 }
 
-func visit(pod *corev1.Pod, f func(*corev1.Container)) {
+func pssVisit(pod *corev1.Pod, f func(*corev1.Container)) {
 	for i := range pod.Spec.InitContainers {
 		f(&pod.Spec.InitContainers[i])
 	}

@@ -30,16 +30,26 @@ type reviewer interface {
 	Review(context.Context, policytest.Request) ([]policytest.Violation, error)
 }
 
-// oracleEngines are the engines held to Pod Security Admission's verdicts. Every engine the
-// templates carry belongs here: adding one (CEL) is one more entry.
-var oracleEngines = []struct {
+// oracleEngines are the engines held to Pod Security Admission's verdicts: every engine
+// configuration the templates carry (Gatekeeper's default, CEL first; Rego forced).
+var oracleEngines = func() []struct {
 	name string
 	load func(context.Context, []*unstructured.Unstructured) (reviewer, error)
-}{
-	{name: "rego", load: func(ctx context.Context, objs []*unstructured.Unstructured) (reviewer, error) {
-		return policytest.New(ctx, objs)
-	}},
-}
+} {
+	var out []struct {
+		name string
+		load func(context.Context, []*unstructured.Unstructured) (reviewer, error)
+	}
+	for _, engine := range policytest.Engines() {
+		out = append(out, struct {
+			name string
+			load func(context.Context, []*unstructured.Unstructured) (reviewer, error)
+		}{name: string(engine), load: func(ctx context.Context, objs []*unstructured.Unstructured) (reviewer, error) {
+			return policytest.NewWithEngine(ctx, engine, objs)
+		}})
+	}
+	return out
+}()
 
 // presetReviewer validates, defaults and renders {profile, profileVersion} like the operator
 // does and loads the result into the engine.
@@ -114,15 +124,20 @@ func psaModuleDir(t testing.TB) string {
 	return dir
 }
 
-// TestPSAFixtures: every fixture pod of Pod Security Admission's own test data, at every
-// version the presets know and at both levels, gets PSA's verdict (the directory it is in,
+// fixtureMinors are the versions whose fixtures are replayed: the oldest and the latest the
+// presets know, and the versions just before changes of the standards (v1.29 sysctls, v1.31
+// SELinux, v1.34 probe hosts, v1.35 user namespaces) are covered by v1.29 and v1.34.
+var fixtureMinors = []int{profiles.OldestMinor, 29, 34, profiles.LatestMinor}
+
+// TestPSAFixtures: every fixture pod of Pod Security Admission's own test data, at the
+// versions above and at both levels, gets PSA's verdict (the directory it is in,
 // confirmed with the library) from the preset of that level and version, on every engine.
 func TestPSAFixtures(t *testing.T) {
 	root := filepath.Join(psaModuleDir(t), "test", "testdata")
 	for _, engine := range oracleEngines {
 		t.Run(engine.name, func(t *testing.T) {
 			for _, level := range []psaapi.Level{psaapi.LevelBaseline, psaapi.LevelRestricted} {
-				for minor := profiles.OldestMinor; minor <= profiles.LatestMinor; minor++ {
+				for _, minor := range fixtureMinors {
 					t.Run(fmt.Sprintf("%s/v1.%d", level, minor), func(t *testing.T) {
 						r := presetReviewer(t, engine.load, level, minor)
 						counts := map[string]int{}
