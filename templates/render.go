@@ -32,8 +32,9 @@ var (
 	ConstraintGroupVersion = schema.GroupVersion{Group: "constraints.gatekeeper.sh", Version: "v1beta1"}
 )
 
-// Keys of a feature block that configure the constraint itself rather than its parameters.
-var commonKeys = []string{"enabled", "enforcementAction", "excludedNamespaces", "exemptImages"}
+// Keys of a feature block that configure the constraint or the feature's mutators rather than
+// the constraint's parameters.
+var commonKeys = []string{"enabled", "enforcementAction", "excludedNamespaces", "exemptImages", "setDefaults"}
 
 //go:embed */template.yaml lib/psc.rego
 var policies embed.FS

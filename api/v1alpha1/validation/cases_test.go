@@ -56,6 +56,8 @@ var invalidCases = []invalidCase{
 	{name: "sysctl name rules", spec: `{sysctls: {enabled: true, forbiddenSysctls: [Kernel.Shm]}}`, message: "must be a sysctl name such as net.ipv4.ip_local_port_range"},
 	{name: "sysctl glob only trailing", spec: `{sysctls: {enabled: true, forbiddenSysctls: ["kernel.*.max"]}}`, message: "optionally ending in '*'"},
 	{name: "sysctl allowed and forbidden overlap", spec: `{sysctls: {enabled: true, forbiddenSysctls: [net.core.somaxconn], allowedSysctls: [net.core.somaxconn]}}`, message: "an allowed sysctl may not also be forbidden (exactly or by a forbidden prefix)"},
+	{name: "setDefaults is a boolean", spec: `{setDefaults: "yes"}`, message: "spec.setDefaults: Invalid value: \"string\": spec.setDefaults in body must be of type boolean"},
+	{name: "feature setDefaults is a boolean", spec: `{seccomp: {enabled: true, allowedProfiles: [RuntimeDefault], setDefaults: 1}}`, message: "spec.seccomp.setDefaults: Invalid value: \"integer\": spec.seccomp.setDefaults in body must be of type boolean"},
 	{name: "sysctl allowed under a forbidden prefix", spec: `{sysctls: {enabled: true, forbiddenSysctls: ["kernel.*"], allowedSysctls: [kernel.shm_rmid_forced]}}`, message: "an allowed sysctl may not also be forbidden"},
 }
 
@@ -81,6 +83,7 @@ func validSpecs(t *testing.T) map[string]map[string]interface{} {
 		"any capability, ALL dropped":  `{capabilities: {enabled: true, allowedCapabilities: ["*"], requiredDropCapabilities: [ALL]}}`,
 		"sysctl prefix within segment": `{sysctls: {enabled: true, forbiddenSysctls: ["kernel.shm*"], allowedSysctls: [net.ipv4.ip_local_port_range, "net/ipv4/tcp_*"]}}`,
 		"every volume type":            `{volumeTypes: {enabled: true, allowed: ["*"]}}`,
+		"defaults on, one feature off": `{setDefaults: true, readOnlyRootFilesystem: {enabled: true, setDefaults: false}, privilegeEscalation: {enabled: true}}`,
 	} {
 		out[name] = object(t, "cluster", spec)
 	}
