@@ -36,7 +36,7 @@ var (
 // the constraint's parameters.
 var commonKeys = []string{"enabled", "enforcementAction", "excludedNamespaces", "exemptImages", "setDefaults"}
 
-//go:embed */template.yaml lib/psc.rego
+//go:embed */template.yaml */defaults.yaml lib/psc.rego
 var policies embed.FS
 
 // Options are the cluster facts the spec does not hold.
@@ -57,6 +57,9 @@ type Rendered struct {
 	Feature    Feature
 	Template   *unstructured.Unstructured
 	Constraint *unstructured.Unstructured
+	// Mutators fill in what the feature requires where a pod leaves it unset (setDefaults);
+	// empty when defaults are off for the feature or it has nothing to default.
+	Mutators []*unstructured.Unstructured
 }
 
 // Render turns a spec into the objects for its enabled features, in API order. The spec is
@@ -79,13 +82,21 @@ func Render(spec *v1alpha1.PodSecurityConstraintsSpec, opts Options) ([]Rendered
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, Rendered{Feature: f, Template: tmpl, Constraint: renderConstraint(f, spec, block, opts)})
+		excluded := excludedNamespaces(spec, block, opts)
+		mutators, err := renderMutators(f, spec, block, excluded)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Rendered{
+			Feature: f, Template: tmpl, Constraint: renderConstraint(f, spec, block, excluded), Mutators: mutators,
+		})
 	}
 	return out, nil
 }
 
 // Objects flattens rendered features into the order they must be applied: every template,
-// then every constraint.
+// then every constraint, then every mutator (a cluster without Gatekeeper's mutation still
+// gets the policies).
 func Objects(rendered []Rendered) []*unstructured.Unstructured {
 	objs := make([]*unstructured.Unstructured, 0, 2*len(rendered))
 	for _, r := range rendered {
@@ -93,6 +104,9 @@ func Objects(rendered []Rendered) []*unstructured.Unstructured {
 	}
 	for _, r := range rendered {
 		objs = append(objs, r.Constraint)
+	}
+	for _, r := range rendered {
+		objs = append(objs, r.Mutators...)
 	}
 	return objs
 }
@@ -161,7 +175,19 @@ func (f Feature) labels() map[string]string {
 	return map[string]string{LabelManagedBy: ManagedByValue, LabelFeature: f.Name}
 }
 
-func renderConstraint(f Feature, spec *v1alpha1.PodSecurityConstraintsSpec, block map[string]interface{}, opts Options) *unstructured.Unstructured {
+// excludedNamespaces are the namespaces a feature's constraint and mutators skip: the spec's,
+// the feature's, and the operator's and Gatekeeper's own.
+func excludedNamespaces(spec *v1alpha1.PodSecurityConstraintsSpec, block map[string]interface{}, opts Options) []string {
+	excluded := []string{}
+	for _, ns := range spec.ExcludedNamespaces {
+		excluded = append(excluded, string(ns))
+	}
+	excluded = append(excluded, stringList(block["excludedNamespaces"])...)
+	excluded = append(excluded, opts.OperatorNamespace, opts.GatekeeperNamespace)
+	return dedupe(excluded)
+}
+
+func renderConstraint(f Feature, spec *v1alpha1.PodSecurityConstraintsSpec, block map[string]interface{}, excluded []string) *unstructured.Unstructured {
 	action := string(spec.EnforcementAction)
 	if a, ok := block["enforcementAction"].(string); ok && a != "" {
 		action = a
@@ -169,13 +195,6 @@ func renderConstraint(f Feature, spec *v1alpha1.PodSecurityConstraintsSpec, bloc
 	if action == "" {
 		action = string(v1alpha1.EnforcementDeny)
 	}
-
-	excluded := []string{}
-	for _, ns := range spec.ExcludedNamespaces {
-		excluded = append(excluded, string(ns))
-	}
-	excluded = append(excluded, stringList(block["excludedNamespaces"])...)
-	excluded = append(excluded, opts.OperatorNamespace, opts.GatekeeperNamespace)
 
 	params := map[string]interface{}{}
 	for k, v := range block {
@@ -200,7 +219,7 @@ func renderConstraint(f Feature, spec *v1alpha1.PodSecurityConstraintsSpec, bloc
 					"apiGroups": []interface{}{""},
 					"kinds":     []interface{}{"Pod"},
 				}},
-				"excludedNamespaces": toInterfaces(dedupe(excluded)),
+				"excludedNamespaces": toInterfaces(excluded),
 			},
 			"parameters": params,
 		},

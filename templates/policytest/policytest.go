@@ -15,9 +15,14 @@
 // An Evaluator is safe for concurrent and repeated use (benchmarks may call
 // Review in a loop); tracing and stats are disabled.
 //
-// Not modelled: Gatekeeper's Config-based process exclusions, mutation and
-// expansion (generator resources), the K8s CEL driver, external data, and
-// referential data (data.inventory is allowed but always empty).
+// Mutation (Assign, ModifySet) runs with Gatekeeper's own mutation system
+// through a Mutator, before Review, as the mutating webhook runs before the
+// validating one; New ignores mutators.
+//
+// Not modelled: Gatekeeper's Config-based process exclusions, expansion
+// (generator resources; Request.Generated reviews a generated pod), the K8s
+// CEL driver, external data, and referential data (data.inventory is allowed
+// but always empty).
 package policytest
 
 import (
@@ -48,6 +53,7 @@ import (
 const (
 	templatesGroup   = "templates.gatekeeper.sh"
 	constraintsGroup = "constraints.gatekeeper.sh"
+	mutationsGroup   = "mutations.gatekeeper.sh"
 
 	// DefaultNamespace is used for namespaced requests when neither
 	// Request.Namespace nor the object's metadata.namespace is set.
@@ -96,6 +102,9 @@ func New(ctx context.Context, objs []*unstructured.Unstructured) (*Evaluator, er
 			tmpls = append(tmpls, o)
 		case constraintsGroup:
 			cons = append(cons, o)
+		case mutationsGroup:
+			// Mutators are run by a Mutator, before the review.
+			continue
 		default:
 			return nil, fmt.Errorf("%s: neither a ConstraintTemplate nor a constraint", describe(o))
 		}
