@@ -94,5 +94,5 @@ func renderManifest(ctx context.Context, data []byte, opts templates.Options) ([
 	if err != nil {
 		return nil, fmt.Errorf("error: %w", err)
 	}
-	return templates.MarshalYAMLStream(templates.Objects(rendered))
+	return templates.MarshalYAMLStream(rendered.Objects())
 }

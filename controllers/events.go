@@ -17,11 +17,11 @@ func (r *Reconciler) recordEvents(obj *v1alpha1.PodSecurityConstraints, prev, cu
 	}
 	if ch != nil && len(ch.Applied) > 0 {
 		r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, ReasonApplied, "Apply",
-			"Applied the policies of features: %s", strings.Join(ch.Applied, ", "))
+			"Applied the objects of: %s", strings.Join(ch.Applied, ", "))
 	}
 	if ch != nil && len(ch.Pruned) > 0 {
 		r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, ReasonPruned, "Prune",
-			"Pruned objects of disabled features: %s", strings.Join(ch.Pruned, ", "))
+			"Pruned objects no longer wanted: %s", strings.Join(ch.Pruned, ", "))
 	}
 	before, after := readyOf(*prev), readyOf(*cur)
 	if before.Status == after.Status && before.Reason == after.Reason && before.Message == after.Message {

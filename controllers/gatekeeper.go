@@ -133,3 +133,34 @@ func uniqueSorted(in []string) []string {
 	slices.Sort(in)
 	return slices.Compact(in)
 }
+
+// gatekeeperObjectObservation is what Gatekeeper's pods report about an object that is neither
+// a template nor a constraint (an ExpansionTemplate): each pod that loaded it adds a byPod
+// entry.
+type gatekeeperObjectObservation struct {
+	Exists     bool
+	Generation int64
+	ByPod      []constraintPodStatus
+}
+
+// observeGatekeeperObject reads metadata.generation and status.byPod[] {id,
+// observedGeneration, errors}.
+func observeGatekeeperObject(u *unstructured.Unstructured) gatekeeperObjectObservation {
+	if u == nil {
+		return gatekeeperObjectObservation{}
+	}
+	obs := gatekeeperObjectObservation{Exists: true, Generation: u.GetGeneration()}
+	byPod, _, _ := unstructured.NestedSlice(u.Object, "status", "byPod")
+	for _, p := range byPod {
+		pod, ok := p.(map[string]interface{})
+		if !ok {
+			continue
+		}
+		st := constraintPodStatus{Errors: gatekeeperErrors(pod)}
+		st.ID, _, _ = unstructured.NestedString(pod, "id")
+		st.ObservedGeneration, _, _ = unstructured.NestedInt64(pod, "observedGeneration")
+		obs.ByPod = append(obs.ByPod, st)
+	}
+	sort.Slice(obs.ByPod, func(i, j int) bool { return obs.ByPod[i].ID < obs.ByPod[j].ID })
+	return obs
+}

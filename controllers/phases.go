@@ -30,7 +30,7 @@ const (
 
 // changes lists what a reconcile changed in the cluster, for events and logs.
 type changes struct {
-	Applied []string // feature names whose template or constraint was created or updated
+	Applied []string // feature names whose template or constraint was created or updated, and roles of other objects applied
 	Pruned  []string // Kind/name of deleted objects
 }
 
@@ -57,18 +57,15 @@ func (r *Reconciler) reconcile(ctx context.Context, obj *v1alpha1.PodSecurityCon
 		facts.Stalled = &failure{Reason: ReasonRenderFailed, Message: err.Error()}
 		return facts, ch, ctrl.Result{}
 	}
-	byName := map[string]templates.Rendered{}
-	for _, rd := range rendered {
-		byName[rd.Feature.Name] = rd
-	}
 	for i := range facts.Features {
 		f := &facts.Features[i]
-		if rd, ok := byName[f.Feature.Name]; ok {
+		if con, ok := rendered.Find(templates.RoleConstraint, f.Feature.Name); ok {
 			f.Enabled = true
-			action, _, _ := unstructured.NestedString(rd.Constraint.Object, "spec", "enforcementAction")
+			action, _, _ := unstructured.NestedString(con.Object, "spec", "enforcementAction")
 			f.EnforcementAction = v1alpha1.EnforcementAction(action)
 		}
 	}
+	facts.Workloads = workloadsFacts{Enabled: obj.Spec.WorkloadsEnabled(), Kinds: len(templates.WorkloadKinds(&obj.Spec))}
 
 	crds, err := r.gatekeeperCRDs(ctx)
 	if err != nil {
@@ -86,11 +83,12 @@ func (r *Reconciler) reconcile(ctx context.Context, obj *v1alpha1.PodSecurityCon
 	pending := newWatch
 	for i := range facts.Features {
 		f := &facts.Features[i]
-		rd, ok := byName[f.Feature.Name]
+		tmpl, ok := rendered.Find(templates.RoleTemplate, f.Feature.Name)
 		if !ok {
 			continue
 		}
-		live, applied, err := r.applyObject(ctx, obj, rd.Template)
+		con, _ := rendered.Find(templates.RoleConstraint, f.Feature.Name)
+		live, applied, err := r.applyObject(ctx, obj, tmpl)
 		if err != nil {
 			if isTransient(err) {
 				f.Waiting, pending = "Waiting to apply the template: "+err.Error(), true
@@ -108,7 +106,7 @@ func (r *Reconciler) reconcile(ctx context.Context, obj *v1alpha1.PodSecurityCon
 			pending = pending || len(f.Template.Errors) == 0
 			continue
 		}
-		live, applied, err = r.applyObject(ctx, obj, rd.Constraint)
+		live, applied, err = r.applyObject(ctx, obj, con)
 		if err != nil {
 			if isTransient(err) {
 				// Gatekeeper is still loading the template: wait, it is not an error.
@@ -124,6 +122,8 @@ func (r *Reconciler) reconcile(ctx context.Context, obj *v1alpha1.PodSecurityCon
 			ch.Applied = append(ch.Applied, f.Feature.Name)
 		}
 	}
+
+	facts.Objects = r.applyShared(ctx, obj, rendered, crds, &ch)
 
 	pruned, err := r.pruneStale(ctx, rendered)
 	ch.Pruned = pruned
@@ -146,6 +146,40 @@ func (r *Reconciler) reconcile(ctx context.Context, obj *v1alpha1.PodSecurityCon
 func featureNotEnforcedYet(f featureFacts) bool {
 	state, _ := featureState(f)
 	return state == v1alpha1.FeaturePending
+}
+
+// applyShared applies the objects that belong to no single feature (expansion templates), each
+// once the CRD serving its kind exists, and observes what Gatekeeper reports about them.
+// Their failures are reported per object and never hold back the features.
+func (r *Reconciler) applyShared(ctx context.Context, owner *v1alpha1.PodSecurityConstraints, inv templates.Inventory,
+	crds map[string]bool, ch *changes) []objectFacts {
+	var out []objectFacts
+	for _, it := range inv {
+		if it.Feature != "" {
+			continue
+		}
+		of := objectFacts{Role: it.Role, Kind: it.Object.GetKind(), Name: it.Object.GetName()}
+		if mk, ok := templates.ManagedKindOf(it.Object.GroupVersionKind()); ok {
+			of.CRD = mk.CRD
+		}
+		if !crds[of.CRD] {
+			of.CRDMissing = true
+			out = append(out, of)
+			continue
+		}
+		live, applied, err := r.applyObject(ctx, owner, it.Object)
+		switch {
+		case err != nil:
+			of.ApplyError = err.Error()
+		default:
+			of.Observed = observeGatekeeperObject(live)
+			if label := string(it.Role); applied && !slices.Contains(ch.Applied, label) {
+				ch.Applied = append(ch.Applied, label) // e.g. "expansion": one entry for all of them
+			}
+		}
+		out = append(out, of)
+	}
+	return out
 }
 
 // gatekeeperCRDs lists the names of Gatekeeper's template and constraint CRDs that exist.
@@ -176,9 +210,9 @@ func (r *Reconciler) servedKind(ctx context.Context, gvk schema.GroupVersionKind
 
 // crdEstablished reports whether the CRD serving a Gatekeeper kind is established.
 func (r *Reconciler) crdEstablished(ctx context.Context, gvk schema.GroupVersionKind) bool {
-	name := templateCRDName
-	if gvk.Group == constraintsGroup {
-		name = constraintCRDName(gvk.Kind)
+	name := constraintCRDName(gvk.Kind)
+	if mk, ok := templates.ManagedKindOf(gvk); ok {
+		name = mk.CRD
 	}
 	crd := &apiextensionsv1.CustomResourceDefinition{}
 	if err := r.APIReader.Get(ctx, types.NamespacedName{Name: name}, crd); err != nil {
@@ -192,8 +226,15 @@ func (r *Reconciler) crdEstablished(ctx context.Context, gvk schema.GroupVersion
 	return false
 }
 
+// isGatekeeperCRD reports CRDs the operator cares about: those of the fixed kinds it writes
+// and those of constraint kinds.
 func isGatekeeperCRD(name string) bool {
-	return name == templateCRDName || strings.HasSuffix(name, "."+constraintsGroup)
+	for _, mk := range templates.ManagedKinds() {
+		if mk.CRD == name {
+			return true
+		}
+	}
+	return strings.HasSuffix(name, "."+constraintsGroup)
 }
 
 // constraintCRDName is the CRD Gatekeeper creates for a constraint kind.
@@ -201,12 +242,15 @@ func constraintCRDName(kind string) string {
 	return strings.ToLower(kind) + "." + constraintsGroup
 }
 
-// watchedKinds are the kinds to watch given the Gatekeeper CRDs that exist: templates, and
-// constraints of our kinds (the operator has no business watching anyone else's).
+// watchedKinds are the kinds to watch given the Gatekeeper CRDs that exist: the fixed kinds
+// the operator writes, and constraints of our kinds (the operator has no business watching
+// anyone else's).
 func watchedKinds(crds map[string]bool) []schema.GroupVersionKind {
 	var kinds []schema.GroupVersionKind
-	if crds[templateCRDName] {
-		kinds = append(kinds, templates.TemplateGVK)
+	for _, mk := range templates.ManagedKinds() {
+		if crds[mk.CRD] {
+			kinds = append(kinds, mk.GVK)
+		}
 	}
 	for _, f := range templates.Features() {
 		if crds[constraintCRDName(f.ConstraintKind())] {
@@ -331,22 +375,47 @@ func toInterfaceMap(m map[string]string) map[string]interface{} {
 	return out
 }
 
-// pruneStale deletes every object labelled as ours that is not in the desired set:
-// constraints first, then templates. Objects without our label are never touched.
-func (r *Reconciler) pruneStale(ctx context.Context, desired []templates.Rendered) ([]string, error) {
+// pruneStale deletes every object labelled as ours that is not in the desired inventory, in
+// reverse apply order: the objects of no single feature (expansion templates), then
+// constraints, then templates. Objects without our label are never touched.
+func (r *Reconciler) pruneStale(ctx context.Context, desired templates.Inventory) ([]string, error) {
 	want := map[string]bool{}
-	for _, obj := range templates.Objects(desired) {
+	for _, obj := range desired.Objects() {
 		want[obj.GetKind()+"/"+obj.GetName()] = true
 	}
 	ours := client.MatchingLabels{templates.LabelManagedBy: templates.ManagedByValue}
+	var pruned []string
+	var errs []error
+
+	// Fixed kinds other than templates, last applied first. A kind without its CRD has no
+	// objects to prune.
+	managed := templates.ManagedKinds()
+	for i := len(managed) - 1; i >= 0; i-- {
+		mk := managed[i]
+		if mk.Role == templates.RoleTemplate {
+			continue
+		}
+		list := &unstructured.UnstructuredList{}
+		list.SetGroupVersionKind(mk.GVK.GroupVersion().WithKind(mk.GVK.Kind + "List"))
+		if err := r.APIReader.List(ctx, list, ours); err != nil {
+			if meta.IsNoMatchError(err) || apierrors.IsNotFound(err) {
+				continue
+			}
+			errs = append(errs, fmt.Errorf("listing %s objects: %w", mk.GVK.Kind, err))
+			continue
+		}
+		for i := range list.Items {
+			pruned, errs = r.deleteUnwanted(ctx, &list.Items[i], want, pruned, errs)
+		}
+	}
 
 	tmplList := &unstructured.UnstructuredList{}
 	tmplList.SetGroupVersionKind(templates.TemplateGVK.GroupVersion().WithKind("ConstraintTemplateList"))
 	if err := r.APIReader.List(ctx, tmplList, ours); err != nil {
 		if meta.IsNoMatchError(err) || apierrors.IsNotFound(err) {
-			return nil, nil // Gatekeeper is not installed: nothing of ours can exist.
+			return pruned, errors.Join(errs...) // Gatekeeper is not installed: no templates or constraints.
 		}
-		return nil, fmt.Errorf("listing ConstraintTemplates: %w", err)
+		return pruned, errors.Join(append(errs, fmt.Errorf("listing ConstraintTemplates: %w", err))...)
 	}
 
 	// Constraint kinds to look at: ours by the registry, plus those of our templates (a
@@ -366,8 +435,7 @@ func (r *Reconciler) pruneStale(ctx context.Context, desired []templates.Rendere
 	}
 	sort.Strings(sortedKinds)
 
-	var pruned []string
-	var errs []error
+	constraintErrs := 0
 	for _, kind := range sortedKinds {
 		list := &unstructured.UnstructuredList{}
 		list.SetGroupVersionKind(templates.ConstraintGroupVersion.WithKind(kind + "List"))
@@ -376,13 +444,16 @@ func (r *Reconciler) pruneStale(ctx context.Context, desired []templates.Rendere
 				continue // no CRD for this kind: no constraints of it
 			}
 			errs = append(errs, fmt.Errorf("listing %s constraints: %w", kind, err))
+			constraintErrs++
 			continue
 		}
 		for i := range list.Items {
+			before := len(errs)
 			pruned, errs = r.deleteUnwanted(ctx, &list.Items[i], want, pruned, errs)
+			constraintErrs += len(errs) - before
 		}
 	}
-	if len(errs) > 0 {
+	if constraintErrs > 0 {
 		// Keep the templates while their constraints could not be pruned.
 		return pruned, errors.Join(errs...)
 	}

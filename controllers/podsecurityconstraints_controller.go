@@ -70,6 +70,9 @@ type Reconciler struct {
 // Only our own constraint kinds, by name; RBACMatchesRegistry in rbac_test.go keeps this line
 // in step with the feature registry.
 // +kubebuilder:rbac:groups=constraints.gatekeeper.sh,resources=pscprivilegedcontainers;pschostnamespaces;pschostnetworking;pscvolumetypes;pschostfilesystem;pscflexvolumedrivers;pscreadonlyrootfilesystem;pscusersandgroups;pscprivilegeescalation;psccapabilities;pscselinux;pscprocmount;pscapparmor;pscseccomp;pscsysctls,verbs=get;list;watch;create;update;patch;delete
+// ExpansionTemplates make Gatekeeper judge workloads as the Pods they would create (the
+// resource name is the singular word).
+// +kubebuilder:rbac:groups=expansion.gatekeeper.sh,resources=expansiontemplate,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=apiextensions.k8s.io,resources=customresourcedefinitions,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 

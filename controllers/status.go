@@ -27,6 +27,18 @@ const (
 	ReasonApplied                = "Applied"
 )
 
+// WorkloadsChecked reasons.
+const (
+	ReasonWorkloadsChecked      = "Checked"
+	ReasonWorkloadsDisabled     = "Disabled"
+	ReasonNoFeatureEnabled      = "NoFeatureEnabled"
+	ReasonExpansionUnavailable  = "ExpansionUnavailable"
+	ReasonExpansionApplyFailed  = "ApplyFailed"
+	ReasonExpansionError        = "ExpansionError"
+	ReasonExpansionNotReported  = "ExpansionNotReported"
+	ReasonWorkloadsNotEvaluated = "NotEvaluated"
+)
+
 // reconcileFacts is what one reconcile found out; status and conditions are derived from it
 // by the pure functions below.
 type reconcileFacts struct {
@@ -38,6 +50,31 @@ type reconcileFacts struct {
 	Failed *failure
 	// Features has one entry per feature in API order.
 	Features []featureFacts
+	// Workloads is what the spec asks for workloads.
+	Workloads workloadsFacts
+	// Objects are the applied objects of no single feature (expansion templates), in apply
+	// order.
+	Objects []objectFacts
+}
+
+// workloadsFacts is what the spec asks of workload checks.
+type workloadsFacts struct {
+	// Enabled is spec.workloads.enabled.
+	Enabled bool
+	// Kinds counts the workload kinds to check (built-in and extra).
+	Kinds int
+}
+
+// objectFacts is what one reconcile found out about an object of no single feature.
+type objectFacts struct {
+	Role       templates.Role
+	Kind, Name string
+	// CRD serves the object's kind; CRDMissing is set when it does not exist, and the object
+	// was not applied.
+	CRD        string
+	CRDMissing bool
+	ApplyError string
+	Observed   gatekeeperObjectObservation
 }
 
 type failure struct {
@@ -166,6 +203,12 @@ func deriveStatus(facts reconcileFacts, prev v1alpha1.PodSecurityConstraintsStat
 		Message: ready.Message, ObservedGeneration: facts.Generation,
 	}, now)
 
+	if facts.Stalled == nil {
+		workloads := workloadsCondition(facts, st)
+		workloads.ObservedGeneration = facts.Generation
+		setCondition(&st.Conditions, workloads, now)
+	}
+
 	// The generation counts as observed once the spec was fully handled or failed for good.
 	if facts.Stalled != nil || ready.Status == metav1.ConditionTrue || ready.Reason == ReasonFeatureError {
 		st.ObservedGeneration = facts.Generation
@@ -220,4 +263,72 @@ func setOrRemove(conds *[]metav1.Condition, present bool, c metav1.Condition, no
 		return
 	}
 	meta.RemoveStatusCondition(conds, c.Type)
+}
+
+// workloadsCondition is WorkloadsChecked: whether Gatekeeper judges workloads at apply time as
+// the Pods they would create. It never changes Ready: Pods stay enforced without it, and a
+// cluster whose Gatekeeper cannot expand workloads is still protected.
+func workloadsCondition(facts reconcileFacts, st v1alpha1.PodSecurityConstraintsStatus) metav1.Condition {
+	cond := func(status metav1.ConditionStatus, reason, msg string) metav1.Condition {
+		return metav1.Condition{Type: v1alpha1.ConditionWorkloadsChecked, Status: status, Reason: reason, Message: msg}
+	}
+	notChecked := func(reason, msg string) metav1.Condition {
+		return cond(metav1.ConditionFalse, reason, msg)
+	}
+	const podsStill = " Pods are still checked when they are created."
+	switch {
+	case !facts.MasterEnabled:
+		return notChecked(ReasonMasterSwitchOff, "The master switch spec.enabled is off: nothing is checked.")
+	case !facts.Workloads.Enabled:
+		return notChecked(ReasonWorkloadsDisabled, "spec.workloads.enabled is false: workloads are not checked at apply time."+podsStill)
+	case st.EnabledFeatures == 0:
+		return notChecked(ReasonNoFeatureEnabled, "No feature is enabled, so there is nothing to check workloads against.")
+	case facts.Failed != nil:
+		return cond(metav1.ConditionUnknown, ReasonWorkloadsNotEvaluated, "Workload checks were not evaluated: "+facts.Failed.Message)
+	}
+	var missing, failed, errored, unreported []string
+	expansions := 0
+	for _, o := range facts.Objects {
+		if o.Role != templates.RoleExpansion {
+			continue
+		}
+		expansions++
+		switch {
+		case o.CRDMissing:
+			missing = append(missing, o.Name)
+		case o.ApplyError != "":
+			failed = append(failed, fmt.Sprintf("%s: %s", o.Name, o.ApplyError))
+		default:
+			var errs []string
+			current := len(o.Observed.ByPod) > 0
+			for _, p := range o.Observed.ByPod {
+				errs = append(errs, p.Errors...)
+				if p.ObservedGeneration != o.Observed.Generation {
+					current = false
+				}
+			}
+			switch {
+			case len(errs) > 0:
+				errored = append(errored, fmt.Sprintf("%s: %s", o.Name, strings.Join(uniqueSorted(errs), "; ")))
+			case !current:
+				unreported = append(unreported, o.Name)
+			}
+		}
+	}
+	switch {
+	case expansions == 0:
+		return cond(metav1.ConditionUnknown, ReasonWorkloadsNotEvaluated, "No ExpansionTemplate was applied yet.")
+	case len(missing) > 0:
+		return notChecked(ReasonExpansionUnavailable, "Gatekeeper does not serve ExpansionTemplates (the CRD "+templates.ExpansionCRDName+
+			" does not exist; Gatekeeper before v3.10 or installed without it): workloads are not checked at apply time."+podsStill)
+	case len(failed) > 0:
+		return notChecked(ReasonExpansionApplyFailed, fmt.Sprintf("Applying %d of %d ExpansionTemplates failed: %s.", len(failed), expansions, strings.Join(failed, "; "))+podsStill)
+	case len(errored) > 0:
+		return notChecked(ReasonExpansionError, fmt.Sprintf("Gatekeeper reported errors for %d of %d ExpansionTemplates: %s.", len(errored), expansions, strings.Join(errored, "; "))+podsStill)
+	case len(unreported) > 0:
+		return notChecked(ReasonExpansionNotReported, fmt.Sprintf("Waiting for Gatekeeper to load %d of %d ExpansionTemplates (%s). If this persists, Gatekeeper runs with --enable-generator-resource-expansion=false (or no pod runs its status operation) and workloads are not checked at apply time.",
+			len(unreported), expansions, strings.Join(unreported, ", "))+podsStill)
+	}
+	return cond(metav1.ConditionTrue, ReasonWorkloadsChecked, fmt.Sprintf("%d workload kinds are judged at apply time as the Pods they would create, by %d enabled features.",
+		facts.Workloads.Kinds, st.EnabledFeatures))
 }

@@ -157,6 +157,9 @@ func TestDeriveStatus(t *testing.T) {
 			}
 			var types []string
 			for _, c := range st.Conditions {
+				if c.Type == v1alpha1.ConditionWorkloadsChecked {
+					continue // not a kstatus condition; see TestWorkloadsCondition
+				}
 				types = append(types, c.Type)
 				if c.Type != v1alpha1.ConditionReady && c.Status != metav1.ConditionTrue {
 					t.Errorf("%s present while %s: kstatus keeps it only while true", c.Type, c.Status)
@@ -262,5 +265,81 @@ func TestUpToDate(t *testing.T) {
 				t.Errorf("upToDate = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// expansionFacts is an ExpansionTemplate that every Gatekeeper pod loaded.
+func expansionFacts(name string) objectFacts {
+	return objectFacts{Role: templates.RoleExpansion, Kind: "ExpansionTemplate", Name: name, CRD: templates.ExpansionCRDName,
+		Observed: gatekeeperObjectObservation{Exists: true, Generation: 1, ByPod: []constraintPodStatus{
+			{ID: "gk-audit", ObservedGeneration: 1}, {ID: "gk-webhook", ObservedGeneration: 1},
+		}}}
+}
+
+func TestWorkloadsCondition(t *testing.T) {
+	loaded := func() reconcileFacts {
+		return reconcileFacts{Generation: 3, MasterEnabled: true, Features: []featureFacts{enforcedFacts("capabilities")},
+			Workloads: workloadsFacts{Enabled: true, Kinds: 2},
+			Objects:   []objectFacts{expansionFacts("psc-deployment"), expansionFacts("psc-job")}}
+	}
+	for _, tc := range []struct {
+		name       string
+		mutate     func(*reconcileFacts)
+		wantStatus metav1.ConditionStatus
+		wantReason string
+		wantMsg    string
+	}{
+		{"checked", func(*reconcileFacts) {}, metav1.ConditionTrue, ReasonWorkloadsChecked, "2 workload kinds are judged at apply time as the Pods they would create, by 1 enabled features."},
+		{"master switch off", func(f *reconcileFacts) { f.MasterEnabled = false }, metav1.ConditionFalse, ReasonMasterSwitchOff, "master switch"},
+		{"workloads off", func(f *reconcileFacts) { f.Workloads.Enabled = false; f.Objects = nil }, metav1.ConditionFalse, ReasonWorkloadsDisabled, "spec.workloads.enabled is false"},
+		{"no feature", func(f *reconcileFacts) { f.Features = []featureFacts{{Feature: feature("seccomp")}}; f.Objects = nil }, metav1.ConditionFalse, ReasonNoFeatureEnabled, "No feature is enabled"},
+		{"gatekeeper missing", func(f *reconcileFacts) {
+			f.Failed = &failure{Reason: ReasonGatekeeperNotInstalled, Message: "Gatekeeper is not installed"}
+			f.Objects = nil
+		}, metav1.ConditionUnknown, ReasonWorkloadsNotEvaluated, "Gatekeeper is not installed"},
+		{"expansion CRD absent", func(f *reconcileFacts) {
+			for i := range f.Objects {
+				f.Objects[i].CRDMissing, f.Objects[i].Observed = true, gatekeeperObjectObservation{}
+			}
+		}, metav1.ConditionFalse, ReasonExpansionUnavailable, "Gatekeeper does not serve ExpansionTemplates (the CRD expansiontemplate.expansion.gatekeeper.sh does not exist"},
+		{"apply failed", func(f *reconcileFacts) { f.Objects[1].ApplyError = "forbidden" }, metav1.ConditionFalse, ReasonExpansionApplyFailed, "Applying 1 of 2 ExpansionTemplates failed: psc-job: forbidden."},
+		{"gatekeeper errors", func(f *reconcileFacts) { f.Objects[0].Observed.ByPod[1].Errors = []string{"cycle detected"} }, metav1.ConditionFalse, ReasonExpansionError, "psc-deployment: cycle detected"},
+		{"not reported (expansion disabled in Gatekeeper)", func(f *reconcileFacts) { f.Objects[0].Observed.ByPod = nil }, metav1.ConditionFalse, ReasonExpansionNotReported, "Waiting for Gatekeeper to load 1 of 2 ExpansionTemplates (psc-deployment). If this persists, Gatekeeper runs with --enable-generator-resource-expansion=false"},
+		{"old generation", func(f *reconcileFacts) { f.Objects[1].Observed.Generation = 2 }, metav1.ConditionFalse, ReasonExpansionNotReported, "(psc-job)"},
+		{"other roles ignored", func(f *reconcileFacts) {
+			f.Objects = append(f.Objects, objectFacts{Role: templates.RoleMutator, Name: "m", CRDMissing: true})
+		}, metav1.ConditionTrue, ReasonWorkloadsChecked, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			facts := loaded()
+			tc.mutate(&facts)
+			st := deriveStatus(facts, v1alpha1.PodSecurityConstraintsStatus{}, metav1.Now())
+			c := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionWorkloadsChecked)
+			if c == nil || c.Status != tc.wantStatus || c.Reason != tc.wantReason || !strings.Contains(c.Message, tc.wantMsg) {
+				t.Fatalf("WorkloadsChecked = %+v, want %s/%s containing %q", c, tc.wantStatus, tc.wantReason, tc.wantMsg)
+			}
+			if c.ObservedGeneration != facts.Generation {
+				t.Errorf("observedGeneration %d, want %d", c.ObservedGeneration, facts.Generation)
+			}
+			if tc.wantStatus == metav1.ConditionFalse && tc.wantReason != ReasonMasterSwitchOff && tc.wantReason != ReasonNoFeatureEnabled {
+				if !strings.Contains(c.Message, "Pods are still checked") {
+					t.Errorf("message %q does not say that Pods stay checked", c.Message)
+				}
+			}
+			// Workloads never change Ready.
+			want := deriveStatus(reconcileFacts{Generation: facts.Generation, MasterEnabled: facts.MasterEnabled, Features: facts.Features, Failed: facts.Failed},
+				v1alpha1.PodSecurityConstraintsStatus{}, metav1.Now())
+			if got, w := readyOf(st), readyOf(want); got.Status != w.Status || got.Reason != w.Reason {
+				t.Errorf("Ready %s/%s, want %s/%s as without workloads", got.Status, got.Reason, w.Status, w.Reason)
+			}
+		})
+	}
+	// A stalled spec keeps the previous condition.
+	prev := deriveStatus(loaded(), v1alpha1.PodSecurityConstraintsStatus{}, metav1.Now())
+	stalled := loaded()
+	stalled.Stalled = &failure{Reason: ReasonInvalidSpec, Message: "bad"}
+	st := deriveStatus(stalled, prev, metav1.Now())
+	if c := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionWorkloadsChecked); c == nil || c.Status != metav1.ConditionTrue {
+		t.Errorf("stalled spec dropped the previous WorkloadsChecked: %+v", c)
 	}
 }

@@ -44,7 +44,7 @@ func fullSampleEvaluator(t testing.TB) *policytest.Evaluator {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ev, err := policytest.New(context.Background(), templates.Objects(rendered))
+	ev, err := policytest.New(context.Background(), rendered.Objects(templates.RoleTemplate, templates.RoleConstraint))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +134,7 @@ spec:
 	if err != nil {
 		b.Fatal(err)
 	}
-	ourEval, err := policytest.New(context.Background(), templates.Objects(rendered))
+	ourEval, err := policytest.New(context.Background(), rendered.Objects(templates.RoleTemplate, templates.RoleConstraint))
 	if err != nil {
 		b.Fatal(err)
 	}

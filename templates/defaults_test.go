@@ -24,7 +24,7 @@ import (
 )
 
 // renderSpec validates, defaults and renders a spec given as YAML.
-func renderSpec(t *testing.T, spec string) []templates.Rendered {
+func renderSpec(t *testing.T, spec string) templates.Inventory {
 	t.Helper()
 	psc, err := loadSpec(t, []byte("apiVersion: policy.podsecurity.dev/v1alpha1\nkind: PodSecurityConstraints\nmetadata: {name: cluster}\nspec: "+spec))
 	if err != nil {
@@ -39,11 +39,11 @@ func renderSpec(t *testing.T, spec string) []templates.Rendered {
 
 // mutatorSummary is "Kind name location value" of each admission mutator (source Original);
 // the expansion twins are checked separately.
-func mutatorSummary(t *testing.T, rendered []templates.Rendered) []string {
+func mutatorSummary(t *testing.T, inv templates.Inventory) []string {
 	t.Helper()
 	var out []string
-	for _, r := range rendered {
-		for _, m := range r.Mutators {
+	{
+		for _, m := range inv.Objects(templates.RoleMutator) {
 			if src, _, _ := unstructured.NestedString(m.Object, "spec", "match", "source"); src != "Original" {
 				continue
 			}
@@ -139,9 +139,25 @@ func TestRenderMutators(t *testing.T) {
 
 // checkMutatorShape: every admission mutator has an expansion twin; both match the
 // constraint's pods; labels, names and parameters are what Gatekeeper needs.
-func checkMutatorShape(t *testing.T, rendered []templates.Rendered) {
+func checkMutatorShape(t *testing.T, inv templates.Inventory) {
 	t.Helper()
-	for _, r := range rendered {
+	for _, name := range inv.Features() {
+		f, _ := templates.FeatureByName(name)
+		constraint, ok := inv.Find(templates.RoleConstraint, name)
+		if !ok {
+			t.Fatalf("feature %s has no constraint", name)
+		}
+		var mutators []*unstructured.Unstructured
+		for _, it := range inv {
+			if it.Role == templates.RoleMutator && it.Feature == name {
+				mutators = append(mutators, it.Object)
+			}
+		}
+		r := struct {
+			Feature    templates.Feature
+			Constraint *unstructured.Unstructured
+			Mutators   []*unstructured.Unstructured
+		}{f, constraint, mutators}
 		if _, ok := r.Constraint.Object["spec"].(map[string]interface{})["parameters"].(map[string]interface{})["setDefaults"]; ok {
 			t.Errorf("%s: setDefaults leaked into the constraint's parameters", r.Feature.Name)
 		}
@@ -244,11 +260,12 @@ func strictSpec(t *testing.T, setDefaults bool) []*unstructured.Unstructured {
 		t.Fatal(err)
 	}
 	psc.Spec.SetDefaults = &setDefaults
-	rendered, err := templates.Render(&psc.Spec, templates.DefaultOptions())
+	inv, err := templates.Render(&psc.Spec, templates.DefaultOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return templates.Objects(rendered)
+	// Expansion is modelled by MutationRequest.Generated and Request.Generated.
+	return inv.Objects(templates.RoleTemplate, templates.RoleConstraint, templates.RoleMutator)
 }
 
 func podFromYAML(t *testing.T, s string) map[string]interface{} {

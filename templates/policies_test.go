@@ -102,7 +102,7 @@ func evaluatorFor(ctx context.Context, t *testing.T, v *validation.Validator, sp
 	if err != nil {
 		t.Fatal(err)
 	}
-	ev, err := policytest.New(ctx, templates.Objects(rendered))
+	ev, err := policytest.New(ctx, rendered.Objects(templates.RoleTemplate, templates.RoleConstraint))
 	if err != nil {
 		t.Fatalf("loading policies into the engine: %v", err)
 	}

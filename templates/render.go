@@ -52,19 +52,73 @@ func DefaultOptions() Options {
 	return Options{OperatorNamespace: "psc-system", GatekeeperNamespace: "gatekeeper-system"}
 }
 
-// Rendered is the desired state for one enabled feature.
-type Rendered struct {
-	Feature    Feature
-	Template   *unstructured.Unstructured
-	Constraint *unstructured.Unstructured
-	// Mutators fill in what the feature requires where a pod leaves it unset (setDefaults);
-	// empty when defaults are off for the feature or it has nothing to default.
-	Mutators []*unstructured.Unstructured
+// Role is what a rendered object does.
+type Role string
+
+// Roles, in the order objects of each role are applied. Pruning goes in reverse.
+const (
+	// RoleTemplate is a feature's ConstraintTemplate.
+	RoleTemplate Role = "template"
+	// RoleConstraint is a feature's constraint; it needs its template's CRD.
+	RoleConstraint Role = "constraint"
+	// RoleMutator is a Gatekeeper mutator (Assign, ModifySet) that fills in what a feature
+	// requires where a pod leaves it unset (setDefaults). Applied before the expansion
+	// templates, so that a workload is judged as its completed Pod.
+	RoleMutator Role = "mutator"
+	// RoleExpansion is an ExpansionTemplate: it makes Gatekeeper judge a workload kind as the
+	// Pod it would create, for every feature at once.
+	RoleExpansion Role = "expansion"
+)
+
+// Item is one object the operator applies.
+type Item struct {
+	Role Role
+	// Feature is the feature the object belongs to; empty for objects that serve every
+	// feature (expansion templates).
+	Feature string
+	Object  *unstructured.Unstructured
 }
 
-// Render turns a spec into the objects for its enabled features, in API order. The spec is
+// Inventory is the desired state: every object to apply, in apply order (templates, then
+// constraints, then mutators, then the objects that serve all features).
+type Inventory []Item
+
+// Objects returns the objects of the given roles (of every role when none is given), in
+// apply order.
+func (inv Inventory) Objects(roles ...Role) []*unstructured.Unstructured {
+	var out []*unstructured.Unstructured
+	for _, it := range inv {
+		if len(roles) == 0 || slices.Contains(roles, it.Role) {
+			out = append(out, it.Object)
+		}
+	}
+	return out
+}
+
+// Find returns the object of a role that belongs to a feature.
+func (inv Inventory) Find(role Role, feature string) (*unstructured.Unstructured, bool) {
+	for _, it := range inv {
+		if it.Role == role && it.Feature == feature {
+			return it.Object, true
+		}
+	}
+	return nil, false
+}
+
+// Features lists the features with objects in the inventory, in API order.
+func (inv Inventory) Features() []string {
+	var out []string
+	for _, it := range inv {
+		if it.Feature != "" && !slices.Contains(out, it.Feature) {
+			out = append(out, it.Feature)
+		}
+	}
+	return out
+}
+
+// Render turns a spec into the objects for its enabled features, in apply order. The spec is
 // expected to be defaulted and valid; Render only fails on a broken embedded template.
-func Render(spec *v1alpha1.PodSecurityConstraintsSpec, opts Options) ([]Rendered, error) {
+func Render(spec *v1alpha1.PodSecurityConstraintsSpec, opts Options) (Inventory, error) {
 	if !spec.MasterEnabled() {
 		return nil, nil
 	}
@@ -72,7 +126,7 @@ func Render(spec *v1alpha1.PodSecurityConstraintsSpec, opts Options) ([]Rendered
 	if err != nil {
 		return nil, err
 	}
-	var out []Rendered
+	var tmpls, cons, mutators Inventory
 	for _, f := range Features() {
 		block, ok := blocks[f.Name].(map[string]interface{})
 		if !ok || block["enabled"] != true {
@@ -83,32 +137,24 @@ func Render(spec *v1alpha1.PodSecurityConstraintsSpec, opts Options) ([]Rendered
 			return nil, err
 		}
 		excluded := excludedNamespaces(spec, block, opts)
-		mutators, err := renderMutators(f, spec, block, excluded)
+		tmpls = append(tmpls, Item{Role: RoleTemplate, Feature: f.Name, Object: tmpl})
+		cons = append(cons, Item{Role: RoleConstraint, Feature: f.Name, Object: renderConstraint(f, spec, block, excluded)})
+		ms, err := renderMutators(f, spec, block, excluded)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, Rendered{
-			Feature: f, Template: tmpl, Constraint: renderConstraint(f, spec, block, excluded), Mutators: mutators,
-		})
+		for _, m := range ms {
+			mutators = append(mutators, Item{Role: RoleMutator, Feature: f.Name, Object: m})
+		}
 	}
-	return out, nil
-}
-
-// Objects flattens rendered features into the order they must be applied: every template,
-// then every constraint, then every mutator (a cluster without Gatekeeper's mutation still
-// gets the policies).
-func Objects(rendered []Rendered) []*unstructured.Unstructured {
-	objs := make([]*unstructured.Unstructured, 0, 2*len(rendered))
-	for _, r := range rendered {
-		objs = append(objs, r.Template)
+	inv := append(append(tmpls, cons...), mutators...)
+	// Expansion templates only matter while some constraint can judge the generated Pods.
+	if len(cons) > 0 && spec.WorkloadsEnabled() {
+		for _, w := range WorkloadKinds(spec) {
+			inv = append(inv, Item{Role: RoleExpansion, Object: renderExpansion(w, spec)})
+		}
 	}
-	for _, r := range rendered {
-		objs = append(objs, r.Constraint)
-	}
-	for _, r := range rendered {
-		objs = append(objs, r.Mutators...)
-	}
-	return objs
+	return inv, nil
 }
 
 // Template returns the feature's embedded ConstraintTemplate, labelled.

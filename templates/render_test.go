@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/yaml"
 
 	"github.com/podsecurity/psc-operator/api/v1alpha1"
@@ -52,7 +54,7 @@ func TestRenderGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := templates.MarshalYAMLStream(templates.Objects(rendered))
+			got, err := templates.MarshalYAMLStream(rendered.Objects())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -71,7 +73,7 @@ func TestRenderGolden(t *testing.T) {
 			}
 			// Same input, same bytes.
 			again, _ := templates.Render(&psc.Spec, templates.DefaultOptions())
-			again2, _ := templates.MarshalYAMLStream(templates.Objects(again))
+			again2, _ := templates.MarshalYAMLStream(again.Objects())
 			if !bytes.Equal(got, again2) {
 				t.Error("rendering is not deterministic")
 			}
@@ -96,25 +98,50 @@ func TestRenderShape(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rendered) != len(templates.Features()) {
-		t.Fatalf("rendered %d features, want all %d", len(rendered), len(templates.Features()))
+	n := len(templates.Features())
+	if got := len(rendered.Features()); got != n {
+		t.Fatalf("rendered %d features, want all %d", got, n)
 	}
-	objs := templates.Objects(rendered)
-	for i, o := range objs {
-		wantTemplate := i < len(rendered)
-		if (o.GetKind() == "ConstraintTemplate") != wantTemplate {
-			t.Errorf("object %d is %s: templates must all come before constraints", i, o.GetKind())
+	// Apply order: every template, every constraint, then the objects of no single feature.
+	wantRoles := []templates.Role{}
+	for range n {
+		wantRoles = append(wantRoles, templates.RoleTemplate)
+	}
+	for range n {
+		wantRoles = append(wantRoles, templates.RoleConstraint)
+	}
+	for range templates.WorkloadKinds(&psc.Spec) {
+		wantRoles = append(wantRoles, templates.RoleExpansion)
+	}
+	if len(rendered) != len(wantRoles) {
+		t.Fatalf("rendered %d objects, want %d", len(rendered), len(wantRoles))
+	}
+	for i, it := range rendered {
+		o := it.Object
+		if it.Role != wantRoles[i] {
+			t.Errorf("object %d (%s %s) has role %s, want %s", i, o.GetKind(), o.GetName(), it.Role, wantRoles[i])
 		}
-		if o.GetLabels()[templates.LabelManagedBy] != templates.ManagedByValue || o.GetLabels()[templates.LabelFeature] == "" {
-			t.Errorf("%s %s lacks our labels: %v", o.GetKind(), o.GetName(), o.GetLabels())
+		if o.GetLabels()[templates.LabelManagedBy] != templates.ManagedByValue {
+			t.Errorf("%s %s lacks our managed-by label: %v", o.GetKind(), o.GetName(), o.GetLabels())
+		}
+		if (it.Feature != "") != (it.Role == templates.RoleTemplate || it.Role == templates.RoleConstraint) ||
+			o.GetLabels()[templates.LabelFeature] != it.Feature {
+			t.Errorf("%s %s: feature %q, label %q", o.GetKind(), o.GetName(), it.Feature, o.GetLabels()[templates.LabelFeature])
+		}
+		if _, fixed := templates.ManagedKindOf(o.GroupVersionKind()); !fixed && it.Role != templates.RoleConstraint {
+			t.Errorf("%s %s is of a kind pruning does not list", o.GetKind(), o.GetName())
 		}
 	}
-	for _, r := range rendered {
-		spec := r.Constraint.Object["spec"].(map[string]interface{})
+	for _, feature := range rendered.Features() {
+		con, ok := rendered.Find(templates.RoleConstraint, feature)
+		if !ok {
+			t.Fatalf("no constraint for %s", feature)
+		}
+		spec := con.Object["spec"].(map[string]interface{})
 		match := spec["match"].(map[string]interface{})
 		excluded := match["excludedNamespaces"].([]interface{})
 		params := spec["parameters"].(map[string]interface{})
-		switch r.Feature.Name {
+		switch feature {
 		case "capabilities":
 			if spec["enforcementAction"] != "warn" {
 				t.Errorf("capabilities action %v, want the feature's warn", spec["enforcementAction"])
@@ -175,8 +202,101 @@ func FuzzRender(f *testing.F) {
 		if err != nil {
 			t.Fatalf("valid spec failed to render: %v", err)
 		}
-		if _, err := policytest.New(context.Background(), templates.Objects(rendered)); err != nil {
+		if _, err := policytest.New(context.Background(), rendered.Objects(templates.RoleTemplate, templates.RoleConstraint)); err != nil {
 			t.Fatalf("valid spec rendered objects the engine rejects: %v\nspec: %s", err, data)
 		}
 	})
+}
+
+// TestRenderWorkloads: one ExpansionTemplate per workload kind, each expanding into a Pod from
+// the kind's template path; the workloads' action only when set; none when workloads are off
+// or no feature is on.
+func TestRenderWorkloads(t *testing.T) {
+	render := func(spec string) templates.Inventory {
+		t.Helper()
+		psc, err := loadSpec(t, []byte("apiVersion: policy.podsecurity.dev/v1alpha1\nkind: PodSecurityConstraints\nmetadata: {name: cluster}\nspec: "+spec+"\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		inv, err := templates.Render(&psc.Spec, templates.DefaultOptions())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return inv
+	}
+	type want struct{ applyTo, source, action string }
+	expansions := func(inv templates.Inventory) map[string]want {
+		out := map[string]want{}
+		for _, o := range inv.Objects(templates.RoleExpansion) {
+			if o.GroupVersionKind() != templates.ExpansionGVK {
+				t.Errorf("%s has GVK %s", o.GetName(), o.GroupVersionKind())
+			}
+			spec := o.Object["spec"].(map[string]interface{})
+			at := spec["applyTo"].([]interface{})[0].(map[string]interface{})
+			gen := spec["generatedGVK"].(map[string]interface{})
+			if gen["group"] != "" || gen["version"] != "v1" || gen["kind"] != "Pod" {
+				t.Errorf("%s generates %v, want v1 Pod", o.GetName(), gen)
+			}
+			action, _ := spec["enforcementAction"].(string)
+			out[o.GetName()] = want{
+				applyTo: strings.Join([]string{toStrings(at["groups"].([]interface{}))[0], toStrings(at["versions"].([]interface{}))[0], toStrings(at["kinds"].([]interface{}))[0]}, "/"),
+				source:  spec["templateSource"].(string),
+				action:  action,
+			}
+		}
+		return out
+	}
+
+	got := expansions(render(`{privilegedContainers: {enabled: true}}`))
+	wantDefault := map[string]want{
+		"psc-deployment":            {"apps/v1/Deployment", "spec.template", ""},
+		"psc-replicaset":            {"apps/v1/ReplicaSet", "spec.template", ""},
+		"psc-statefulset":           {"apps/v1/StatefulSet", "spec.template", ""},
+		"psc-daemonset":             {"apps/v1/DaemonSet", "spec.template", ""},
+		"psc-job":                   {"batch/v1/Job", "spec.template", ""},
+		"psc-cronjob":               {"batch/v1/CronJob", "spec.jobTemplate.spec.template", ""},
+		"psc-replicationcontroller": {"/v1/ReplicationController", "spec.template", ""},
+	}
+	if !maps.Equal(got, wantDefault) {
+		t.Errorf("default expansions:\n got %v\nwant %v", got, wantDefault)
+	}
+
+	got = expansions(render(`{privilegedContainers: {enabled: true}, workloads: {enforcementAction: warn, extraKinds: [{group: argoproj.io, version: v1alpha1, kind: Rollout, templatePath: spec.template}]}}`))
+	if len(got) != len(wantDefault)+1 {
+		t.Errorf("got %d expansions, want %d", len(got), len(wantDefault)+1)
+	}
+	if w := got["psc-rollout.argoproj.io"]; w != (want{"argoproj.io/v1alpha1/Rollout", "spec.template", "warn"}) {
+		t.Errorf("extra kind expansion %+v", w)
+	}
+	if w := got["psc-deployment"]; w.action != "warn" {
+		t.Errorf("workloads action not applied to built-ins: %+v", w)
+	}
+
+	for _, spec := range []string{
+		`{privilegedContainers: {enabled: true}, workloads: {enabled: false}}`,
+		`{workloads: {enabled: true}}`,
+		`{enabled: false, privilegedContainers: {enabled: true}}`,
+	} {
+		if got := render(spec).Objects(templates.RoleExpansion); len(got) != 0 {
+			t.Errorf("%s rendered %d expansion templates, want none", spec, len(got))
+		}
+	}
+}
+
+func TestExpansionNames(t *testing.T) {
+	long := templates.WorkloadKind{GVK: schema.GroupVersionKind{Group: "workloads.very-long-group-name.example.com", Version: "v1", Kind: "ExtraordinarilyLongRunner"}}
+	other := long
+	other.GVK.Group = "workloads.very-long-group-name.example.org"
+	for _, w := range []templates.WorkloadKind{long, other} {
+		if n := w.ExpansionName(); len(n) > 63 || !strings.HasPrefix(n, "psc-extraordinarilylongrunner") {
+			t.Errorf("name %q: want at most 63 characters starting with the kind", n)
+		}
+	}
+	if long.ExpansionName() == other.ExpansionName() {
+		t.Errorf("two kinds got the same name %s", long.ExpansionName())
+	}
+	core := templates.WorkloadKind{GVK: schema.GroupVersionKind{Version: "v1", Kind: "PodTemplate"}}
+	if n := core.ExpansionName(); n != "psc-podtemplate.core" {
+		t.Errorf("core extra kind named %q", n)
+	}
 }

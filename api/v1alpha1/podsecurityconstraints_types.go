@@ -133,6 +133,73 @@ type PodSecurityConstraintsSpec struct {
 	// Sysctls restricts the sysctls pods set.
 	// +optional
 	Sysctls *SysctlsFeature `json:"sysctls,omitempty"`
+
+	// Workloads makes every enabled feature judge workloads (Deployments, StatefulSets, Jobs,
+	// ...) at apply time as the Pods they would create, so that `kubectl apply` of a violating
+	// Deployment fails at once instead of its ReplicaSet failing to create Pods later. On by
+	// default; needs Gatekeeper's generator resource expansion (ExpansionTemplate).
+	// +kubebuilder:default={enabled: true}
+	// +optional
+	Workloads *Workloads `json:"workloads,omitempty"`
+}
+
+// Workloads configures how workloads are judged as the Pods they would create.
+type Workloads struct {
+	// Enabled checks the built-in workload kinds (apps/v1 Deployment, ReplicaSet, StatefulSet,
+	// DaemonSet; batch/v1 Job, CronJob; v1 ReplicationController) and the extraKinds against
+	// every enabled feature. Default true.
+	// +kubebuilder:default=true
+	// +optional
+	Enabled *bool `json:"enabled,omitempty"`
+
+	// EnforcementAction, when set, replaces the action of every result on a workload (warn
+	// admits a violating Deployment with a warning); the Pods themselves keep each feature's
+	// own action. Unset: a workload gets the same action as its Pods would.
+	// +optional
+	EnforcementAction EnforcementAction `json:"enforcementAction,omitempty"`
+
+	// ExtraKinds are custom workload kinds whose objects embed a pod template, such as Argo
+	// Rollouts (group argoproj.io, version v1alpha1, kind Rollout, templatePath
+	// spec.template).
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=map
+	// +listMapKey=group
+	// +listMapKey=kind
+	// +optional
+	ExtraKinds []WorkloadKind `json:"extraKinds,omitempty"`
+}
+
+// WorkloadKind is a custom kind whose objects embed a pod template.
+// +kubebuilder:validation:XValidation:rule="!(self.group.size() == 0 && self.kind == 'Pod')",message="Pods are always checked; extraKinds lists kinds that embed a pod template"
+// +kubebuilder:validation:XValidation:rule="!((self.group == 'apps' && self.kind in ['Deployment', 'ReplicaSet', 'StatefulSet', 'DaemonSet']) || (self.group == 'batch' && self.kind in ['Job', 'CronJob']) || (self.group.size() == 0 && self.kind == 'ReplicationController'))",message="this kind is built in and checked already; list only other kinds"
+type WorkloadKind struct {
+	// Group is the kind's API group, such as argoproj.io ("" is the core group).
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.size() == 0 || self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",message="must be an API group such as argoproj.io (lower-case DNS name), or empty for the core group"
+	// +required
+	Group string `json:"group"`
+
+	// Version is the API version the workloads are checked at, such as v1alpha1.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:XValidation:rule="self.matches('^v[0-9]+((alpha|beta)[0-9]+)?$')",message="must be an API version such as v1, v1beta1 or v1alpha2"
+	// +required
+	Version string `json:"version"`
+
+	// Kind is the kind, such as Rollout.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Z][A-Za-z0-9]*$')",message="must be a kind name such as Rollout (starting with an upper-case letter, letters and digits only)"
+	// +required
+	Kind string `json:"kind"`
+
+	// TemplatePath is the dot-separated path of the pod template (an object with metadata and
+	// spec) within the object, such as spec.template. List indexes are not supported.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z_][A-Za-z0-9_]*([.][A-Za-z_][A-Za-z0-9_]*)*$')",message="must be a dot-separated field path such as spec.template; list indexes and wildcards are not supported"
+	// +required
+	TemplatePath string `json:"templatePath"`
 }
 
 // FeatureCommon holds the settings every feature accepts.

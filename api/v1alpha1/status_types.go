@@ -9,6 +9,10 @@ const (
 	ConditionReady       = "Ready"
 	ConditionReconciling = "Reconciling"
 	ConditionStalled     = "Stalled"
+	// ConditionWorkloadsChecked is true when Gatekeeper judges workloads (Deployments, Jobs,
+	// ...) at apply time as the Pods they would create. It does not affect Ready: Pods are
+	// checked either way.
+	ConditionWorkloadsChecked = "WorkloadsChecked"
 )
 
 // FeatureState summarises one feature.
@@ -37,7 +41,8 @@ type PodSecurityConstraintsStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// Conditions: Ready, and Reconciling / Stalled while they are true.
+	// Conditions: Ready, and Reconciling / Stalled while they are true; WorkloadsChecked says
+	// whether workloads are judged at apply time (it does not affect Ready).
 	// +listType=map
 	// +listMapKey=type
 	// +optional
@@ -161,4 +166,9 @@ func init() {
 // MasterEnabled reports the master switch; absent means on.
 func (s *PodSecurityConstraintsSpec) MasterEnabled() bool {
 	return s.Enabled == nil || *s.Enabled
+}
+
+// WorkloadsEnabled reports whether workloads are checked; absent means on.
+func (s *PodSecurityConstraintsSpec) WorkloadsEnabled() bool {
+	return s.Workloads == nil || s.Workloads.Enabled == nil || *s.Workloads.Enabled
 }

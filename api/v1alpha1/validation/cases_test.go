@@ -1,8 +1,10 @@
 package validation
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"sigs.k8s.io/yaml"
@@ -58,7 +60,28 @@ var invalidCases = []invalidCase{
 	{name: "sysctl allowed and forbidden overlap", spec: `{sysctls: {enabled: true, forbiddenSysctls: [net.core.somaxconn], allowedSysctls: [net.core.somaxconn]}}`, message: "an allowed sysctl may not also be forbidden (exactly or by a forbidden prefix)"},
 	{name: "setDefaults is a boolean", spec: `{setDefaults: "yes"}`, message: "spec.setDefaults: Invalid value: \"string\": spec.setDefaults in body must be of type boolean"},
 	{name: "feature setDefaults is a boolean", spec: `{seccomp: {enabled: true, allowedProfiles: [RuntimeDefault], setDefaults: 1}}`, message: "spec.seccomp.setDefaults: Invalid value: \"integer\": spec.seccomp.setDefaults in body must be of type boolean"},
+	{name: "workloads enforcement action enum", spec: `{workloads: {enforcementAction: block}}`, message: `spec.workloads.enforcementAction: Unsupported value: "block"`},
+	{name: "extra kind not core Pod", spec: `{workloads: {extraKinds: [{group: "", version: v1, kind: Pod, templatePath: spec}]}}`, message: "Pods are always checked; extraKinds lists kinds that embed a pod template"},
+	{name: "extra kind not a built-in", spec: `{workloads: {extraKinds: [{group: apps, version: v1, kind: Deployment, templatePath: spec.template}]}}`, message: "this kind is built in and checked already; list only other kinds"},
+	{name: "extra kind core ReplicationController is built in", spec: `{workloads: {extraKinds: [{group: "", version: v1, kind: ReplicationController, templatePath: spec.template}]}}`, message: "this kind is built in and checked already"},
+	{name: "extra kinds no duplicates", spec: `{workloads: {extraKinds: [{group: argoproj.io, version: v1alpha1, kind: Rollout, templatePath: spec.template}, {group: argoproj.io, version: v1beta1, kind: Rollout, templatePath: spec.template}]}}`, message: `spec.workloads.extraKinds[1]: Duplicate value`},
+	{name: "extra kind path without list index", spec: `{workloads: {extraKinds: [{group: example.com, version: v1, kind: Runner, templatePath: "spec.templates[0]"}]}}`, message: "must be a dot-separated field path such as spec.template; list indexes and wildcards are not supported"},
+	{name: "extra kind path not starting with a dot", spec: `{workloads: {extraKinds: [{group: example.com, version: v1, kind: Runner, templatePath: .spec.template}]}}`, message: "must be a dot-separated field path"},
+	{name: "extra kind version syntax", spec: `{workloads: {extraKinds: [{group: example.com, version: "1.0", kind: Runner, templatePath: spec.template}]}}`, message: "must be an API version such as v1, v1beta1 or v1alpha2"},
+	{name: "extra kind kind syntax", spec: `{workloads: {extraKinds: [{group: example.com, version: v1, kind: runner, templatePath: spec.template}]}}`, message: "must be a kind name such as Rollout"},
+	{name: "extra kind group syntax", spec: `{workloads: {extraKinds: [{group: Example.COM, version: v1, kind: Runner, templatePath: spec.template}]}}`, message: "must be an API group such as argoproj.io"},
+	{name: "extra kind needs a path", spec: `{workloads: {extraKinds: [{group: example.com, version: v1, kind: Runner}]}}`, message: "spec.workloads.extraKinds[0].templatePath: Required value"},
+	{name: "extra kinds bounded", spec: `{workloads: {extraKinds: [` + extraKinds(17) + `]}}`, message: "must have at most 16 items"},
 	{name: "sysctl allowed under a forbidden prefix", spec: `{sysctls: {enabled: true, forbiddenSysctls: ["kernel.*"], allowedSysctls: [kernel.shm_rmid_forced]}}`, message: "an allowed sysctl may not also be forbidden"},
+}
+
+// extraKinds gives n distinct extraKinds entries in YAML flow style.
+func extraKinds(n int) string {
+	entries := make([]string, n)
+	for i := range entries {
+		entries[i] = fmt.Sprintf("{group: example.com, version: v1, kind: Runner%d, templatePath: spec.template}", i)
+	}
+	return strings.Join(entries, ", ")
 }
 
 // validSpecs are accepted: both samples, plus edge values.
@@ -77,13 +100,16 @@ func validSpecs(t *testing.T) map[string]map[string]interface{} {
 		out[f] = obj
 	}
 	for name, spec := range map[string]string{
-		"empty spec":                   `{}`,
-		"edge ports and IDs":           `{hostNetworking: {enabled: true, hostPorts: [{min: 0, max: 65535}, {min: 80, max: 80}]}, usersAndGroups: {enabled: true, runAsUser: {rule: MustRunAs, ranges: [{min: 0, max: 0}]}}}`,
-		"globs where allowed":          `{excludedNamespaces: ["kube-*"], exemptImages: ["registry.example.com/debug/*"], sysctls: {enabled: true, forbiddenSysctls: ["*"]}, appArmor: {enabled: true, allowedProfiles: ["*"]}}`,
-		"any capability, ALL dropped":  `{capabilities: {enabled: true, allowedCapabilities: ["*"], requiredDropCapabilities: [ALL]}}`,
-		"sysctl prefix within segment": `{sysctls: {enabled: true, forbiddenSysctls: ["kernel.shm*"], allowedSysctls: [net.ipv4.ip_local_port_range, "net/ipv4/tcp_*"]}}`,
-		"every volume type":            `{volumeTypes: {enabled: true, allowed: ["*"]}}`,
-		"defaults on, one feature off": `{setDefaults: true, readOnlyRootFilesystem: {enabled: true, setDefaults: false}, privilegeEscalation: {enabled: true}}`,
+		"empty spec":                     `{}`,
+		"edge ports and IDs":             `{hostNetworking: {enabled: true, hostPorts: [{min: 0, max: 65535}, {min: 80, max: 80}]}, usersAndGroups: {enabled: true, runAsUser: {rule: MustRunAs, ranges: [{min: 0, max: 0}]}}}`,
+		"globs where allowed":            `{excludedNamespaces: ["kube-*"], exemptImages: ["registry.example.com/debug/*"], sysctls: {enabled: true, forbiddenSysctls: ["*"]}, appArmor: {enabled: true, allowedProfiles: ["*"]}}`,
+		"any capability, ALL dropped":    `{capabilities: {enabled: true, allowedCapabilities: ["*"], requiredDropCapabilities: [ALL]}}`,
+		"sysctl prefix within segment":   `{sysctls: {enabled: true, forbiddenSysctls: ["kernel.shm*"], allowedSysctls: [net.ipv4.ip_local_port_range, "net/ipv4/tcp_*"]}}`,
+		"every volume type":              `{volumeTypes: {enabled: true, allowed: ["*"]}}`,
+		"defaults on, one feature off":   `{setDefaults: true, readOnlyRootFilesystem: {enabled: true, setDefaults: false}, privilegeEscalation: {enabled: true}}`,
+		"workloads off":                  `{workloads: {enabled: false}}`,
+		"workloads warn, 16 extra kinds": `{workloads: {enforcementAction: warn, extraKinds: [` + extraKinds(16) + `]}}`,
+		"extra kind in the core group":   `{workloads: {extraKinds: [{group: "", version: v1, kind: PodTemplate, templatePath: template}]}}`,
 	} {
 		out[name] = object(t, "cluster", spec)
 	}

@@ -55,6 +55,16 @@ func TestDefaults(t *testing.T) {
 		s.SetDefaults == nil || *s.SetDefaults {
 		t.Errorf("defaults not applied: %+v", s)
 	}
+	if s.Workloads == nil || s.Workloads.Enabled == nil || !*s.Workloads.Enabled || !s.WorkloadsEnabled() {
+		t.Errorf("workloads not on by default: %+v", s.Workloads)
+	}
+	psc, errs = v.DefaultAndValidate(context.Background(), object(t, "cluster", `{workloads: {enforcementAction: warn}}`))
+	if len(errs) > 0 {
+		t.Fatal(errs.ToAggregate())
+	}
+	if !psc.Spec.WorkloadsEnabled() || psc.Spec.Workloads.EnforcementAction != v1alpha1.EnforcementWarn {
+		t.Errorf("a workloads block without enabled should default to enabled: %+v", psc.Spec.Workloads)
+	}
 }
 
 func TestUnknownFieldsAreReported(t *testing.T) {
