@@ -110,7 +110,38 @@ func (fg *fakeGatekeeper) step(ctx context.Context) error {
 			}
 		}
 	}
+	if err := fg.reportExpansions(ctx); err != nil {
+		return err
+	}
 	return fg.removeOrphanCRDs(ctx, kinds)
+}
+
+// reportExpansions marks every ExpansionTemplate loaded, as Gatekeeper's pods do when generator
+// resource expansion is on. Without the CRD there is nothing to report.
+func (fg *fakeGatekeeper) reportExpansions(ctx context.Context) error {
+	list := &unstructured.UnstructuredList{}
+	list.SetGroupVersionKind(templates.ExpansionGVK.GroupVersion().WithKind("ExpansionTemplateList"))
+	if err := fg.c.List(ctx, list); err != nil {
+		if meta.IsNoMatchError(err) || apierrors.IsNotFound(err) {
+			return nil
+		}
+		return err
+	}
+	for i := range list.Items {
+		et := &list.Items[i]
+		status := map[string]interface{}{"byPod": []interface{}{map[string]interface{}{
+			"id": "gatekeeper-fake", "observedGeneration": et.GetGeneration(), "templateUID": string(et.GetUID()),
+			"operations": []interface{}{"webhook", "audit"},
+		}}}
+		if equality.Semantic.DeepEqual(et.Object["status"], status) {
+			continue
+		}
+		et.Object["status"] = status
+		if err := fg.c.Status().Update(ctx, et); err != nil && !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
+			return err
+		}
+	}
+	return nil
 }
 
 func (fg *fakeGatekeeper) ensureConstraintCRD(ctx context.Context, kind string) (bool, error) {

@@ -23,6 +23,7 @@ func TestReconciler(t *testing.T) {
 		{"ConflictsAreSurvived", testConflictsAreSurvived},
 		{"UnownedObjectsAreNeverTouched", testUnownedObjectsAreNeverTouched},
 		{"DeletionPrunesEverything", testDeletionPrunesEverything},
+		{"WorkloadExpansions", testWorkloadExpansions},
 		{"OnlyClusterIsAccepted", testOnlyClusterIsAccepted},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, te, fg) })

@@ -62,3 +62,38 @@ func TestRenderedObjectsPassGator(t *testing.T) {
 		}
 	}
 }
+
+// TestRenderedExpansionsCatchWorkloadsInGator: gator applies the rendered ExpansionTemplates,
+// so a Deployment whose pods would be privileged is reported with the feature's message,
+// attributed to the Deployment's ExpansionTemplate.
+func TestRenderedExpansionsCatchWorkloadsInGator(t *testing.T) {
+	manager, gator := os.Getenv("PSC_MANAGER"), os.Getenv("PSC_GATOR")
+	if manager == "" || gator == "" {
+		t.Fatal("PSC_MANAGER and PSC_GATOR must be set: run with make test-e2e")
+	}
+	rendered := filepath.Join(t.TempDir(), "rendered.yaml")
+	out, err := exec.Command(manager, "render", "-f", filepath.Join("..", "config", "samples", "policy_v1alpha1_podsecurityconstraints_full.yaml")).Output()
+	if err != nil {
+		t.Fatalf("render: %v", err)
+	}
+	if !strings.Contains(string(out), "kind: ExpansionTemplate") {
+		t.Fatal("the rendered full sample has no ExpansionTemplate")
+	}
+	if err := os.WriteFile(rendered, out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(gator, "test", "-f", rendered, "-f", filepath.Join("testdata", "privileged-deployment.yaml"))
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err = cmd.Run()
+	output := stdout.String() + stderr.String()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) {
+		t.Fatalf("gator test of a privileged Deployment: %v, want exit status 1 with violations:\n%s", err, output)
+	}
+	for _, want := range []string{"[Implied by psc-deployment]", `psc/privilegedContainers: container "app" is privileged`} {
+		if !strings.Contains(output, want) {
+			t.Errorf("gator output lacks %q:\n%s", want, output)
+		}
+	}
+}

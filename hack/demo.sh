@@ -85,4 +85,40 @@ for i in $(seq 1 20); do
   sleep 1
 done
 
+step "Workloads off (spec.workloads.enabled: false): a privileged Deployment is accepted"
+k patch psc cluster --type=merge -p '{"spec":{"workloads":{"enabled":false}}}'
+k wait --for=condition=Ready psc/cluster --timeout=60s >/dev/null
+# The ExpansionTemplates are pruned; Gatekeeper stops expanding once it has seen the deletion.
+for i in $(seq 1 30); do
+  if k apply -f hack/demo/privileged-deployment.yaml 2>/dev/null; then break; fi
+  [[ $i == 30 ]] && { echo "ERROR: the Deployment is still denied with workloads off" >&2; exit 1; }
+  sleep 1
+done
+if k -n kube-system get lease kube-controller-manager >/dev/null 2>&1; then
+  echo "...and only its ReplicaSet finds out, when it tries to create the pod:"
+  for i in $(seq 1 60); do
+    events=$(k -n shop get events --field-selector reason=FailedCreate -o jsonpath='{range .items[*]}{.involvedObject.kind}/{.involvedObject.name}: {.message}{"\n"}{end}' 2>/dev/null || true)
+    if [[ -n "${events}" ]]; then echo "${events}" | head -n 1; break; fi
+    [[ $i == 60 ]] && { echo "ERROR: the ReplicaSet reported no FailedCreate" >&2; exit 1; }
+    sleep 1
+  done
+else
+  echo "(kube-controller-manager is not running in this cluster, so no ReplicaSet tries to create the pod)"
+fi
+k -n shop delete deployment node-agent --wait=false >/dev/null
+
+step "Workloads on (the default): kubectl apply of the same Deployment fails at once"
+k patch psc cluster --type=merge -p '{"spec":{"workloads":{"enabled":true}}}'
+k wait --for=condition=WorkloadsChecked psc/cluster --timeout=60s >/dev/null
+k get psc cluster -o jsonpath='{range .status.conditions[?(@.type=="WorkloadsChecked")]}WorkloadsChecked={.status} ({.reason}): {.message}{"\n"}{end}'
+denied=""
+for _ in $(seq 1 30); do
+  if out=$(k apply -f hack/demo/privileged-deployment.yaml 2>&1); then
+    k -n shop delete deployment node-agent --wait=false >/dev/null; sleep 1; continue
+  fi
+  denied="${out}"; break
+done
+if [[ -z "${denied}" ]]; then echo "ERROR: the privileged Deployment was admitted with workloads on" >&2; exit 1; fi
+echo "${denied}"
+
 step "Done"

@@ -109,3 +109,57 @@ func evaluatorFor(ctx context.Context, t *testing.T, v *validation.Validator, sp
 	cache[string(key)] = ev
 	return ev
 }
+
+// TestWorkloadReviewsAreCheckedLikeCreations: for every feature, the Pod Gatekeeper generates
+// from a workload (an UPDATE or CREATE without oldObject, as an ExpansionTemplate produces it)
+// gets exactly the violations a creation of that pod gets, and a violating workload update is
+// denied where a metadata update of a stored pod with the same spec is admitted.
+func TestWorkloadReviewsAreCheckedLikeCreations(t *testing.T) {
+	ctx := context.Background()
+	v, err := validation.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	evaluators := map[string]*policytest.Evaluator{}
+	messages := func(t *testing.T, ev *policytest.Evaluator, req policytest.Request) []string {
+		t.Helper()
+		got, err := ev.Review(ctx, req)
+		if err != nil {
+			t.Fatalf("review: %v", err)
+		}
+		var out []string
+		for _, g := range got {
+			out = append(out, g.Message)
+		}
+		sort.Strings(out)
+		return out
+	}
+	for _, f := range templates.Features() {
+		t.Run(f.Name, func(t *testing.T) {
+			cases, err := policytest.LoadCases(filepath.Join(f.Name, "cases.yaml"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			contrasts := 0
+			for _, c := range cases {
+				if c.SubResource != "" || c.Generated {
+					continue
+				}
+				ev := evaluatorFor(ctx, t, v, c.SpecFor(f.Name), evaluators)
+				created := messages(t, ev, policytest.Request{Operation: "CREATE", Namespace: c.Namespace, Object: c.Object})
+				for _, op := range []string{"CREATE", "UPDATE"} {
+					got := messages(t, ev, policytest.Request{Operation: op, Namespace: c.Namespace, Object: c.Object, Generated: true})
+					if !slices.Equal(got, created) {
+						t.Errorf("%s: the expanded workload (%s) got %q, a creation of the pod %q", c.Name, op, got, created)
+					}
+				}
+				if c.Operation == "UPDATE" && c.OldObject != nil && len(c.Violations) == 0 && len(created) > 0 {
+					contrasts++
+				}
+			}
+			if contrasts == 0 {
+				t.Errorf("%s has no case of a stored violating pod updated (admitted) whose spec, as a workload, is denied", f.Name)
+			}
+		})
+	}
+}

@@ -38,6 +38,12 @@
 -- ("The master switch spec.enabled is off: no policies are generated.") keeps the switch
 -- visible.
 --
+-- WorkloadsChecked does not change the health: when Gatekeeper cannot judge workloads at apply
+-- time (reasons ExpansionUnavailable, ExpansionNotReported, ExpansionError, ApplyFailed), pods
+-- are still enforced, so the cluster is protected and the Application is Healthy. Its message
+-- is appended to Ready's so that the gap shows in the Argo CD UI. Reasons that follow from the
+-- configuration (Disabled, MasterSwitchOff, NoFeatureEnabled) add nothing.
+--
 -- Argo CD runs custom health scripts without the string library unless useOpenLibs is set, so
 -- this script uses only base functions and the .. operator.
 
@@ -105,7 +111,13 @@ local function health(obj)
     if number(status.observedGeneration) < generation then
       return waiting
     end
-    return { status = "Healthy", message = messageOf(ready, "Ready.") }
+    local message = messageOf(ready, "Ready.")
+    local workloads = findCondition(status.conditions, "WorkloadsChecked")
+    if workloads ~= nil and workloads.status == "False" and number(workloads.observedGeneration) >= generation and
+        workloads.reason ~= "Disabled" and workloads.reason ~= "MasterSwitchOff" and workloads.reason ~= "NoFeatureEnabled" then
+      message = message .. " Workloads are not checked at apply time: " .. messageOf(workloads, "see WorkloadsChecked.")
+    end
+    return { status = "Healthy", message = message }
   end
 
   if ready.status == "False" then

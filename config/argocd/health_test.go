@@ -26,6 +26,10 @@ var healthCases = []struct {
 	message string
 }{
 	{"healthy.yaml", "Healthy", "All 2 enabled features are enforced."},
+	{"healthy-workloads-unchecked.yaml", "Healthy", "All 2 enabled features are enforced. Workloads are not checked at apply time: " +
+		"Gatekeeper does not serve ExpansionTemplates (the CRD expansiontemplate.expansion.gatekeeper.sh does not exist; Gatekeeper before v3.10 or installed without it): " +
+		"workloads are not checked at apply time. Pods are still checked when they are created."},
+	{"healthy-workloads-disabled.yaml", "Healthy", "All 2 enabled features are enforced."},
 	{"progressing-new-generation.yaml", "Progressing", "Waiting for the operator to observe generation 4"},
 	{"progressing-waiting-for-gatekeeper.yaml", "Progressing", "Waiting for Gatekeeper to enforce 1 of 3 enabled features: readOnlyRootFilesystem"},
 	{"gatekeeper-not-installed.yaml", "Progressing", gatekeeperMissing},
