@@ -25,10 +25,11 @@ var (
 	ModifySetGVK         = MutationGroupVersion.WithKind("ModifySet")
 )
 
-// MutatorGVKs lists the mutator kinds in the order they are applied.
-func MutatorGVKs() []schema.GroupVersionKind {
-	return []schema.GroupVersionKind{AssignGVK, ModifySetGVK}
-}
+// The CRDs that serve the mutator kinds; Gatekeeper installs them with mutation enabled.
+const (
+	AssignCRDName    = "assign.mutations.gatekeeper.sh"
+	ModifySetCRDName = "modifyset.mutations.gatekeeper.sh"
+)
 
 // Where Gatekeeper runs a mutator. A pod is defaulted once, when it is created: the API server
 // rejects a change of a stored pod's spec, so a mutator that ran on UPDATE would block every
