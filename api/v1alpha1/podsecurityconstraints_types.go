@@ -333,17 +333,17 @@ type FlexVolumeDriversFeature struct {
 	AllowedDrivers []string `json:"allowedDrivers,omitempty"`
 }
 
-// ReadOnlyRootFilesystemFeature requires read-only root filesystems. With setDefaults, containers that leave
-// securityContext.readOnlyRootFilesystem unset get true.
+// ReadOnlyRootFilesystemFeature requires read-only root filesystems. With setDefaults, containers
+// that leave securityContext.readOnlyRootFilesystem unset get true.
 type ReadOnlyRootFilesystemFeature struct {
 	ContainerFeatureCommon `json:",inline"`
 	FeatureDefaults        `json:",inline"`
 }
 
-// UsersAndGroupsFeature restricts user and group IDs. A rule that is not set is not checked. With setDefaults, MustRunAsNonRoot sets
-// the pod's runAsNonRoot: true, and MustRunAs sets the pod's runAsUser, runAsGroup and fsGroup to
-// the first range's min and supplementalGroups to [that min], each only where the pod leaves it
-// unset.
+// UsersAndGroupsFeature restricts user and group IDs. A rule that is not set is not checked. With
+// setDefaults, MustRunAsNonRoot sets the pod's runAsNonRoot: true, and MustRunAs sets the pod's
+// runAsUser, runAsGroup and fsGroup to the first range's min and supplementalGroups to [that min],
+// each only where the pod leaves it unset.
 type UsersAndGroupsFeature struct {
 	ContainerFeatureCommon `json:",inline"`
 	FeatureDefaults        `json:",inline"`
@@ -424,8 +424,8 @@ type IDRange struct {
 	Max int64 `json:"max"`
 }
 
-// PrivilegeEscalationFeature requires allowPrivilegeEscalation: false. With setDefaults, containers that leave
-// securityContext.allowPrivilegeEscalation unset get false.
+// PrivilegeEscalationFeature requires allowPrivilegeEscalation: false. With setDefaults, containers
+// that leave securityContext.allowPrivilegeEscalation unset get false.
 type PrivilegeEscalationFeature struct {
 	ContainerFeatureCommon `json:",inline"`
 	FeatureDefaults        `json:",inline"`
@@ -438,8 +438,9 @@ type PrivilegeEscalationFeature struct {
 // +kubebuilder:validation:XValidation:rule="self == '*' || self.matches('^[A-Z][A-Z0-9_]*$')",message="must be an upper-case capability name of letters, digits and '_', such as NET_BIND_SERVICE, or '*'"
 type Capability string
 
-// CapabilitiesFeature restricts Linux capabilities. With setDefaults, every entry of requiredDropCapabilities is added
-// to each container's securityContext.capabilities.drop where it is missing.
+// CapabilitiesFeature restricts Linux capabilities. With setDefaults, every entry of
+// requiredDropCapabilities is added to each container's securityContext.capabilities.drop where it
+// is missing.
 // +kubebuilder:validation:XValidation:rule="!has(self.allowedCapabilities) || !has(self.requiredDropCapabilities) || !self.allowedCapabilities.exists(c, c in self.requiredDropCapabilities)",message="a capability may not be both in allowedCapabilities and in requiredDropCapabilities"
 // +kubebuilder:validation:XValidation:rule="!has(self.requiredDropCapabilities) || !self.requiredDropCapabilities.exists(c, c == '*')",message="requiredDropCapabilities may not contain '*'; use ALL to require dropping every capability"
 type CapabilitiesFeature struct {
@@ -461,8 +462,8 @@ type CapabilitiesFeature struct {
 	RequiredDropCapabilities []Capability `json:"requiredDropCapabilities,omitempty"`
 }
 
-// SELinuxFeature restricts SELinux options. With setDefaults, when allowedSELinuxOptions has exactly one entry,
-// pods without pod-level seLinuxOptions get that entry.
+// SELinuxFeature restricts SELinux options. With setDefaults, when allowedSELinuxOptions has
+// exactly one entry, pods without pod-level seLinuxOptions get that entry.
 type SELinuxFeature struct {
 	ContainerFeatureCommon `json:",inline"`
 	FeatureDefaults        `json:",inline"`
@@ -515,8 +516,8 @@ type ProcMountFeature struct {
 // +kubebuilder:validation:XValidation:rule="self.matches('^([*]|runtime/default|unconfined|localhost/[^*]*[*]?)$')",message="must be runtime/default, unconfined, localhost/<profile> or a prefix of those ending in '*', such as localhost/*"
 type AppArmorProfile string
 
-// AppArmorFeature restricts AppArmor profiles. With setDefaults, pods without a pod-level appArmorProfile get
-// RuntimeDefault when allowedProfiles allows runtime/default.
+// AppArmorFeature restricts AppArmor profiles. With setDefaults, pods without a pod-level
+// appArmorProfile get RuntimeDefault when allowedProfiles allows runtime/default.
 type AppArmorFeature struct {
 	ContainerFeatureCommon `json:",inline"`
 	FeatureDefaults        `json:",inline"`
@@ -541,8 +542,8 @@ type SeccompProfileType string
 // +kubebuilder:validation:XValidation:rule="self.matches('^[^*]*[*]?$')",message="'*' is allowed only at the end"
 type LocalhostProfileFile string
 
-// SeccompFeature restricts seccomp profiles. With setDefaults, pods without a pod-level seccompProfile get
-// RuntimeDefault when allowedProfiles lists RuntimeDefault or "*".
+// SeccompFeature restricts seccomp profiles. With setDefaults, pods without a pod-level
+// seccompProfile get RuntimeDefault when allowedProfiles lists RuntimeDefault or "*".
 type SeccompFeature struct {
 	ContainerFeatureCommon `json:",inline"`
 	FeatureDefaults        `json:",inline"`
