@@ -137,9 +137,11 @@ func TestDefaults(t *testing.T) {
 	}
 	ns := newNamespace(t, "defaults")
 
+	// The full sample plus 22 mutators: allow for a loaded machine.
+	const convergeTimeout = 3 * time.Minute
 	gen := setSpec(t, strictDefaultsSpec(t, true))
-	waitReady(t, gen, enforceTimeout)
-	eventually(t, enforceTimeout, "DefaultsActive", func() (bool, string) {
+	waitReady(t, gen, convergeTimeout)
+	eventually(t, convergeTimeout, "DefaultsActive", func() (bool, string) {
 		cr, err := getCR(ctx)
 		if err != nil || cr == nil {
 			return false, fmt.Sprintf("reading the CR: %v", err)
@@ -153,7 +155,7 @@ func TestDefaults(t *testing.T) {
 
 	// Gatekeeper loads new mutators shortly after the status reports them: retry briefly.
 	var stored *corev1.Pod
-	eventually(t, 30*time.Second, "the bare pod to be admitted", func() (bool, string) {
+	eventually(t, time.Minute, "the bare pod to be admitted", func() (bool, string) {
 		p, err := createPod(barePod(ns, fmt.Sprintf("bare-%d", time.Now().UnixNano()%100000)))
 		if err != nil {
 			return false, err.Error()
@@ -214,8 +216,8 @@ spec:
 
 	// Defaults off: the same bare pod is denied.
 	gen = setSpec(t, strictDefaultsSpec(t, false))
-	waitReady(t, gen, enforceTimeout)
-	eventually(t, 30*time.Second, "the bare pod to be denied without defaults", func() (bool, string) {
+	waitReady(t, gen, convergeTimeout)
+	eventually(t, time.Minute, "the bare pod to be denied without defaults", func() (bool, string) {
 		_, err := createPod(barePod(ns, fmt.Sprintf("bare-off-%d", time.Now().UnixNano()%100000)))
 		if err == nil {
 			return false, "admitted"
