@@ -15,7 +15,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/cluster-env.sh"
 # Gatekeeper's webhook configuration lives in etcd, which is about to be deleted, so there is no
 # need to unregister it; stop in reverse start order so no component outlives what it talks to.
 failed=""
-for name in gatekeeper kube-apiserver etcd; do
+for name in gatekeeper kube-controller-manager kube-apiserver etcd; do
   cluster_stop_component "${name}" || failed+=" ${name}"
 done
 [[ -z "${failed}" ]] || cluster_die "could not stop:${failed}; ${LOCAL_DIR} left in place"

@@ -2,46 +2,56 @@
 # Local Kubernetes control plane with a real Gatekeeper, from binaries (no containers).
 #
 # Usage:
-#   hack/cluster-up.sh [up]                 etcd + kube-apiserver + Gatekeeper (CRDs, manager, webhooks)
-#   GATEKEEPER=0 hack/cluster-up.sh [up]    etcd + kube-apiserver only: installs no Gatekeeper CRDs and starts
+#   hack/cluster-up.sh [up]                 etcd + kube-apiserver + kube-controller-manager + Gatekeeper
+#                                           (CRDs, manager, validating and mutating webhooks)
+#   GATEKEEPER=0 hack/cluster-up.sh [up]    etcd + kube-apiserver + kube-controller-manager only: installs no
+#                                           Gatekeeper CRDs and starts
 #                                           no Gatekeeper (on a cluster that already has Gatekeeper's CRDs,
 #                                           use gatekeeper-crds-delete, or cluster-down.sh first)
 #   hack/cluster-up.sh gatekeeper-crds      install Gatekeeper's CRDs and its namespace (cluster must be up)
 #   hack/cluster-up.sh gatekeeper-start     gatekeeper-crds, then start Gatekeeper and register its webhooks
-#   hack/cluster-up.sh gatekeeper-stop      delete Gatekeeper's webhook configuration, stop Gatekeeper
+#   hack/cluster-up.sh gatekeeper-stop      delete Gatekeeper's webhook configurations, stop Gatekeeper
 #                                           (CRDs, templates and constraints stay, as after `helm uninstall`)
 #   hack/cluster-up.sh gatekeeper-crds-delete  gatekeeper-stop, then delete Gatekeeper's CRDs (and with them
 #                                           every template/constraint) and the constraint CRDs it generated
 #   hack/cluster-up.sh status               what is running
+#   hack/gatekeeper.sh stop|start|restart   ONLY the Gatekeeper process; webhook configurations stay registered
 #   hack/cluster-down.sh                    stop everything this started and remove bin/local/
 #
 # Then:  export KUBECONFIG=$PWD/bin/local/kubeconfig; bin/k8s/v1.36.2/kubectl get ns
 #
 # Every command is idempotent: `up` starts only what is not already running and healthy, and exits 0
 # at once when everything is. Ports and other settings come from the environment; see
-# hack/lib/cluster-env.sh (ETCD_PORT=22379 and +1, APISERVER_PORT=26443, GATEKEEPER_PORT=28443,
-# GATEKEEPER_HEALTH_PORT=28090, GATEKEEPER_AUDIT_INTERVAL=10, WAIT_TIMEOUT=120, ...).
+# hack/lib/cluster-env.sh (ETCD_PORT=22379 and +1, APISERVER_PORT=26443, KCM_PORT=APISERVER_PORT+1,
+# GATEKEEPER_PORT=28443, GATEKEEPER_HEALTH_PORT=28090, GATEKEEPER_AUDIT_INTERVAL=10,
+# GATEKEEPER_EXTRA_ARGS, WAIT_TIMEOUT=120, ...).
 # State lives in bin/local/: etcd data, certs/, logs/*.log, pids/*.pid, kubeconfig.
 #
 # What this cluster is, and is not:
 #   - kube-apiserver with real authentication (client certificates, service-account tokens) and
 #     `--authorization-mode=RBAC`; bin/local/kubeconfig is a cluster admin (O=system:masters).
-#   - No kube-controller-manager, no scheduler, no kubelet: pods stay Pending; namespaces that are
-#     deleted stay Terminating (the namespace controller lives in the controller-manager); there is no
-#     garbage collector (ownerReferences are not acted on) and no per-namespace "default"
-#     ServiceAccount. For that last reason the ServiceAccount admission plugin is disabled: otherwise
-#     every pod in a new namespace would be rejected for lack of a "default" ServiceAccount. Pods are
-#     therefore stored as submitted (no serviceAccountName defaulting, no kube-api-access volume).
-#     ServiceAccounts created explicitly work, and `kubectl create token` works (TokenRequest).
+#   - kube-controller-manager (its own client certificate, user system:kube-controller-manager, one
+#     service account per controller as kubeadm does) with the controllers listed in KCM_CONTROLLERS:
+#     Deployments, ReplicaSets, StatefulSets, Jobs, CronJobs and ReplicationControllers create their
+#     Pods; the garbage collector acts on ownerReferences; deleted namespaces are emptied and removed;
+#     every namespace gets its "default" ServiceAccount and kube-root-ca.crt ConfigMap. The default
+#     admission plugins are all on, ServiceAccount included: pods get serviceAccountName "default"
+#     and a projected kube-api-access-* volume, as on any cluster.
+#   - No scheduler and no kubelet (and no Nodes): Pods stay Pending, DaemonSets create none.
 #   - `--allow-privileged=true`, like real clusters, so privileged pods reach admission (and Gatekeeper).
-#   - Gatekeeper runs as a local process (webhook, audit, status and generate operations) with
-#     --debug-use-fake-pod; its webhook is registered by URL https://127.0.0.1:$GATEKEEPER_PORT.
+#   - Gatekeeper runs as a local process (webhook, audit, status, generate, mutation-webhook and
+#     mutation-status operations) with --debug-use-fake-pod; its validating and mutating webhooks are
+#     registered by URL https://127.0.0.1:$GATEKEEPER_PORT (/v1/admit, /v1/mutate). All of its CRDs
+#     are installed (templates, mutators Assign/AssignMetadata/ModifySet/AssignImage,
+#     ExpansionTemplate, ...); generator resource expansion is on (Gatekeeper's default) and the
+#     validating webhook receives every kind, so workloads are judged as the Pods they would create.
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=lib/cluster-env.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/cluster-env.sh"
 
 WEBHOOK_TEMPLATE="${CLUSTER_REPO_ROOT}/hack/cluster/gatekeeper-webhooks.yaml.tmpl"
+MUTATING_WEBHOOK_TEMPLATE="${CLUSTER_REPO_ROOT}/hack/cluster/gatekeeper-mutating-webhook.yaml.tmpl"
 START_NS="$(date +%s%N)"
 
 elapsed() {
@@ -83,7 +93,7 @@ ensure_prerequisites() {
   "${CLUSTER_REPO_ROOT}/hack/build-kube.sh"
   "${CLUSTER_REPO_ROOT}/hack/build-gatekeeper.sh"
   local f
-  for f in "${KUBE_APISERVER_BIN}" "${KUBECTL_BIN}" "${GATEKEEPER_BIN}"; do
+  for f in "${KUBE_APISERVER_BIN}" "${KUBECTL_BIN}" "${KUBE_CONTROLLER_MANAGER_BIN}" "${GATEKEEPER_BIN}"; do
     [[ -x "${f}" ]] || cluster_die "${f} was not built"
   done
   [[ -d "${GATEKEEPER_CRD_DIR}" ]] || cluster_die "${GATEKEEPER_CRD_DIR} is missing"
@@ -125,6 +135,10 @@ generate_certs() {
     issue_cert apiserver "/CN=kube-apiserver" serverAuth \
       "IP:127.0.0.1,DNS:localhost,IP:10.0.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
     issue_cert admin "/O=system:masters/CN=psc-admin" clientAuth
+    # kube-controller-manager: the user the bootstrap RBAC policy binds to system:kube-controller-manager;
+    # with --use-service-account-credentials each controller then acts as its own service account.
+    issue_cert kube-controller-manager-client "/CN=system:kube-controller-manager" clientAuth
+    issue_cert kube-controller-manager "/CN=kube-controller-manager" serverAuth "IP:127.0.0.1,DNS:localhost"
     # Gatekeeper's identity towards the apiserver (a cluster admin too, but distinct in audit/logs).
     issue_cert gatekeeper-client "/O=system:masters/CN=gatekeeper" clientAuth
     issue_cert gatekeeper-webhook "/CN=gatekeeper-webhook-service.${GATEKEEPER_NAMESPACE}.svc" serverAuth \
@@ -211,6 +225,15 @@ etcd_healthy() {
   curl -fsS --max-time 2 "http://127.0.0.1:${ETCD_PORT}/health" | grep -q '"health":"true"'
 }
 
+kcm_healthy() {
+  curl -fsS --max-time 3 --cacert "${CERT_DIR}/ca.crt" "https://127.0.0.1:${KCM_PORT}/healthz" | grep -qx ok
+}
+
+# The serviceaccount controller has run once its "default" ServiceAccount exists in "default".
+kcm_controllers_running() {
+  cluster_kubectl -n default get serviceaccount default -o name
+}
+
 apiserver_healthy() {
   curl -fsS --max-time 3 --cacert "${CERT_DIR}/ca.crt" --cert "${CERT_DIR}/admin.crt" --key "${CERT_DIR}/admin.key" \
     "${APISERVER_URL}/readyz" | grep -qx ok
@@ -221,8 +244,28 @@ gatekeeper_ready() {
     curl -fsS --max-time 2 "http://127.0.0.1:${GATEKEEPER_HEALTH_PORT}/healthz" >/dev/null
 }
 
+# gatekeeper_mutation_enabled: GATEKEEPER_OPERATIONS includes mutation-webhook.
+gatekeeper_mutation_enabled() {
+  [[ ",${GATEKEEPER_OPERATIONS}," == *,mutation-webhook,* ]]
+}
+
+# gatekeeper_webhook_registered: the webhook configurations the settings call for exist.
 gatekeeper_webhook_registered() {
-  cluster_kubectl get validatingwebhookconfiguration "${GATEKEEPER_VWH_NAME}" >/dev/null 2>&1
+  cluster_kubectl get validatingwebhookconfiguration "${GATEKEEPER_VWH_NAME}" >/dev/null 2>&1 || return 1
+  if gatekeeper_mutation_enabled; then
+    cluster_kubectl get mutatingwebhookconfiguration "${GATEKEEPER_MWH_NAME}" >/dev/null 2>&1 || return 1
+  fi
+}
+
+gatekeeper_any_webhook_registered() {
+  cluster_kubectl get validatingwebhookconfiguration "${GATEKEEPER_VWH_NAME}" >/dev/null 2>&1 ||
+    cluster_kubectl get mutatingwebhookconfiguration "${GATEKEEPER_MWH_NAME}" >/dev/null 2>&1
+}
+
+# delete_gatekeeper_webhooks: unregisters both webhook configurations (absent ones are fine).
+delete_gatekeeper_webhooks() {
+  cluster_kubectl delete validatingwebhookconfiguration "${GATEKEEPER_VWH_NAME}" --ignore-not-found >/dev/null
+  cluster_kubectl delete mutatingwebhookconfiguration "${GATEKEEPER_MWH_NAME}" --ignore-not-found >/dev/null
 }
 
 # The check-ignore-label webhook has failurePolicy Fail, so a server-side dry-run namespace
@@ -249,8 +292,8 @@ start_etcd() {
 }
 
 start_apiserver() {
-  # ServiceAccount admission is disabled: no controller-manager creates each namespace's "default"
-  # ServiceAccount, and the plugin would reject every pod without one (see the top of this file).
+  # The default admission plugins (ServiceAccount included: kube-controller-manager creates every
+  # namespace's "default" ServiceAccount).
   start_component kube-apiserver "${KUBE_APISERVER_BIN}" \
     --etcd-servers="http://127.0.0.1:${ETCD_PORT}" \
     --bind-address=127.0.0.1 \
@@ -265,12 +308,36 @@ start_apiserver() {
     --service-account-key-file="${CERT_DIR}/sa.pub" \
     --service-account-signing-key-file="${CERT_DIR}/sa.key" \
     --service-cluster-ip-range=10.0.0.0/24 \
-    --disable-admission-plugins=ServiceAccount \
     --allow-privileged=true \
     --endpoint-reconciler-type=none \
     --profiling=false
   wait_for kube-apiserver "kube-apiserver /readyz on ${APISERVER_URL}" apiserver_healthy
   cluster_log "kube-apiserver is ready on ${APISERVER_URL}"
+}
+
+start_kcm() {
+  # --use-service-account-credentials: each controller gets its own service account and RBAC role
+  # (system:controller:*), as kubeadm runs it. --service-account-private-key-file: the key the
+  # apiserver verifies (sa.pub), for Secret-based tokens. --root-ca-file: the CA put into every
+  # namespace's kube-root-ca.crt ConfigMap. --leader-elect=false: a single instance.
+  start_component kube-controller-manager "${KUBE_CONTROLLER_MANAGER_BIN}" \
+    --kubeconfig="${KCM_KUBECONFIG}" \
+    --authentication-kubeconfig="${KCM_KUBECONFIG}" \
+    --authorization-kubeconfig="${KCM_KUBECONFIG}" \
+    --bind-address=127.0.0.1 \
+    --secure-port="${KCM_PORT}" \
+    --tls-cert-file="${CERT_DIR}/kube-controller-manager.crt" \
+    --tls-private-key-file="${CERT_DIR}/kube-controller-manager.key" \
+    --client-ca-file="${CERT_DIR}/ca.crt" \
+    --controllers="${KCM_CONTROLLERS}" \
+    --use-service-account-credentials=true \
+    --service-account-private-key-file="${CERT_DIR}/sa.key" \
+    --root-ca-file="${CERT_DIR}/ca.crt" \
+    --leader-elect=false \
+    --profiling=false
+  wait_for kube-controller-manager "kube-controller-manager /healthz on https://127.0.0.1:${KCM_PORT}" kcm_healthy
+  wait_for kube-controller-manager "the ServiceAccount default/default (serviceaccount controller)" kcm_controllers_running
+  cluster_log "kube-controller-manager is running (https://127.0.0.1:${KCM_PORT}/healthz)"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -306,7 +373,7 @@ gatekeeper_crds_installed() {
 }
 
 start_gatekeeper() {
-  local metrics_flags
+  local metrics_flags extra_flags=()
   mkdir -p "${GATEKEEPER_STATE_DIR}/audit-cache"
   if [[ "${GATEKEEPER_METRICS}" == prometheus ]]; then
     # Gatekeeper's Prometheus exporter has no bind-address flag: it listens on all interfaces.
@@ -318,9 +385,14 @@ start_gatekeeper() {
     metrics_flags=(--metrics-backend=opentelemetry --otlp-endpoint="127.0.0.1:${GATEKEEPER_METRICS_PORT}"
       --otlp-metric-interval=87600h)
   fi
+  # GATEKEEPER_EXTRA_ARGS: split on whitespace, appended last (so a flag given there wins over ours).
+  read -r -a extra_flags <<<"${GATEKEEPER_EXTRA_ARGS}"
+  ((${#extra_flags[@]} == 0)) || cluster_log "Gatekeeper extra flags: ${extra_flags[*]}"
   # --operation: one process does what the chart splits over two Deployments: webhook (admission),
   # audit, status (byPod status of templates/constraints) and generate (without which no constraint
-  # CRD is ever created from a ConstraintTemplate: "no matches for kind" forever). No mutation.
+  # CRD is ever created from a ConstraintTemplate: "no matches for kind" forever), and, as the chart's
+  # defaults, mutation-webhook (/v1/mutate) and mutation-status (byPod status of mutators).
+  # --log-mutations: every mutation Gatekeeper applies is logged (bin/local/logs/gatekeeper.log).
   # --debug-use-fake-pod: run outside a pod (status objects name the fake pod "no-pod").
   # POD_NAMESPACE: where Gatekeeper writes its *podstatuses objects and reads its Config.
   # --shutdown-delay=0: there is no Service endpoint to drain, so stop at once on SIGTERM.
@@ -346,23 +418,41 @@ start_gatekeeper() {
     --default-create-vap-binding-for-constraints=false \
     --exempt-namespace="${GATEKEEPER_NAMESPACE}" \
     --log-denies=true \
-    --shutdown-delay=0
+    --log-mutations=true \
+    --shutdown-delay=0 \
+    "${extra_flags[@]}"
   wait_for gatekeeper "Gatekeeper /readyz and /healthz on 127.0.0.1:${GATEKEEPER_HEALTH_PORT}" gatekeeper_ready
   cluster_log "Gatekeeper is ready (webhook https://127.0.0.1:${GATEKEEPER_PORT})"
 }
 
-register_gatekeeper_webhooks() {
+# render_webhook TEMPLATE NAME FAILURE_POLICY: the template with its placeholders filled in.
+render_webhook() {
   local ca
   ca="$(base64 -w0 <"${CERT_DIR}/ca.crt")"
-  sed -e "s|@NAME@|${GATEKEEPER_VWH_NAME}|g" \
+  sed -e "s|@NAME@|$2|g" \
     -e "s|@URL@|${GATEKEEPER_WEBHOOK_URL}|g" \
     -e "s|@CA_BUNDLE@|${ca}|g" \
     -e "s|@NAMESPACE@|${GATEKEEPER_NAMESPACE}|g" \
-    -e "s|@FAILURE_POLICY@|${GATEKEEPER_FAILURE_POLICY}|g" \
-    "${WEBHOOK_TEMPLATE}" |
+    -e "s|@FAILURE_POLICY@|$3|g" \
+    "$1"
+}
+
+register_gatekeeper_webhooks() {
+  render_webhook "${WEBHOOK_TEMPLATE}" "${GATEKEEPER_VWH_NAME}" "${GATEKEEPER_FAILURE_POLICY}" |
     cluster_kubectl apply --server-side --force-conflicts --field-manager=psc-cluster-up -f - >/dev/null
+  if gatekeeper_mutation_enabled; then
+    render_webhook "${MUTATING_WEBHOOK_TEMPLATE}" "${GATEKEEPER_MWH_NAME}" "${GATEKEEPER_MUTATION_FAILURE_POLICY}" |
+      cluster_kubectl apply --server-side --force-conflicts --field-manager=psc-cluster-up -f - >/dev/null
+  else
+    # Gatekeeper without mutation: a webhook left from an earlier run would only time out or 404.
+    cluster_kubectl delete mutatingwebhookconfiguration "${GATEKEEPER_MWH_NAME}" --ignore-not-found >/dev/null
+  fi
   wait_for gatekeeper "the apiserver to reach Gatekeeper's webhook (server-side dry-run)" gatekeeper_admits
-  cluster_log "ValidatingWebhookConfiguration ${GATEKEEPER_VWH_NAME} registered; the apiserver reaches Gatekeeper"
+  if gatekeeper_mutation_enabled; then
+    cluster_log "ValidatingWebhookConfiguration ${GATEKEEPER_VWH_NAME} and MutatingWebhookConfiguration ${GATEKEEPER_MWH_NAME} registered; the apiserver reaches Gatekeeper"
+  else
+    cluster_log "ValidatingWebhookConfiguration ${GATEKEEPER_VWH_NAME} registered (no mutation: GATEKEEPER_OPERATIONS has no mutation-webhook); the apiserver reaches Gatekeeper"
+  fi
 }
 
 # ensure_gatekeeper: CRDs, process, webhooks — each only if missing.
@@ -382,9 +472,9 @@ ensure_gatekeeper() {
 
 stop_gatekeeper() {
   if cluster_running_pid kube-apiserver >/dev/null && [[ -s "${ADMIN_KUBECONFIG}" ]]; then
-    # First the webhook configuration, so the apiserver stops calling a Gatekeeper that is going away
-    # (its check-ignore-label webhook fails closed).
-    cluster_kubectl delete validatingwebhookconfiguration "${GATEKEEPER_VWH_NAME}" --ignore-not-found >/dev/null
+    # First the webhook configurations, so the apiserver stops calling a Gatekeeper that is going
+    # away (its check-ignore-label webhook fails closed).
+    delete_gatekeeper_webhooks
   fi
   cluster_stop_component gatekeeper
 }
@@ -392,7 +482,9 @@ stop_gatekeeper() {
 delete_gatekeeper_crds() {
   local generated
   cluster_log "deleting Gatekeeper's CRDs (all templates, constraints and statuses go with them)"
-  # Without a garbage collector, the constraint CRDs generated from templates must go by hand.
+  # The constraint CRDs generated from templates are owned by their templates, but the garbage
+  # collector removes them only eventually (and not at all when its controller is not in
+  # KCM_CONTROLLERS): delete them explicitly so the command's result is immediate.
   generated="$(cluster_kubectl get crd -o name | grep '\.constraints\.gatekeeper\.sh$' || true)"
   if [[ -n "${generated}" ]]; then
     # shellcheck disable=SC2086
@@ -411,10 +503,11 @@ print_usage_info() {
 [cluster]   export KUBECONFIG=${ADMIN_KUBECONFIG}
 [cluster]   kubectl: ${KUBECTL_BIN}
 [cluster]   kube-apiserver: ${APISERVER_URL}   etcd: http://127.0.0.1:${ETCD_PORT}
+[cluster]   kube-controller-manager: https://127.0.0.1:${KCM_PORT}/healthz (Pods stay Pending: no scheduler, no kubelet)
 EOF
   if cluster_running_pid gatekeeper >/dev/null; then
     cat <<EOF
-[cluster]   Gatekeeper ${GATEKEEPER_VERSION}: webhook ${GATEKEEPER_WEBHOOK_URL}/v1/admit, health http://127.0.0.1:${GATEKEEPER_HEALTH_PORT}/readyz, audit every ${GATEKEEPER_AUDIT_INTERVAL}s
+[cluster]   Gatekeeper ${GATEKEEPER_VERSION}: webhook ${GATEKEEPER_WEBHOOK_URL}/v1/admit$(gatekeeper_mutation_enabled && echo " and /v1/mutate"), health http://127.0.0.1:${GATEKEEPER_HEALTH_PORT}/readyz, audit every ${GATEKEEPER_AUDIT_INTERVAL}s
 EOF
   else
     echo "[cluster]   Gatekeeper: not running (start it with: hack/cluster-up.sh gatekeeper-start)"
@@ -425,15 +518,16 @@ EOF
 }
 
 cmd_up() {
-  local want_gk=1 etcd_up=0 api_up=0 gk_up=0 ports=()
+  local want_gk=1 etcd_up=0 api_up=0 kcm_up=0 gk_up=0 ports=()
   [[ "${GATEKEEPER:-1}" == 0 ]] && want_gk=0
   ensure_prerequisites
 
   cluster_running_pid etcd >/dev/null && etcd_up=1
   cluster_running_pid kube-apiserver >/dev/null && api_up=1
+  cluster_running_pid kube-controller-manager >/dev/null && kcm_up=1
   cluster_running_pid gatekeeper >/dev/null && gk_up=1
 
-  if ((etcd_up && api_up)) && apiserver_healthy; then
+  if ((etcd_up && api_up && kcm_up)) && apiserver_healthy && kcm_healthy; then
     if ((want_gk == 0)) || { ((gk_up)) && gatekeeper_ready && gatekeeper_webhook_registered; }; then
       cluster_log "local cluster is already up (nothing to do)"
       if ((want_gk == 0 && gk_up)); then
@@ -447,6 +541,7 @@ cmd_up() {
   # Check every port we are about to listen on before starting anything.
   ((etcd_up)) || ports+=("${ETCD_PORT}:ETCD_PORT:etcd client" "${ETCD_PEER_PORT}:ETCD_PEER_PORT:etcd peer")
   ((api_up)) || ports+=("${APISERVER_PORT}:APISERVER_PORT:kube-apiserver")
+  ((kcm_up)) || ports+=("${KCM_PORT}:KCM_PORT:kube-controller-manager")
   if ((want_gk && !gk_up)); then
     ports+=("${GATEKEEPER_PORT}:GATEKEEPER_PORT:Gatekeeper webhook"
       "${GATEKEEPER_HEALTH_PORT}:GATEKEEPER_HEALTH_PORT:Gatekeeper health")
@@ -459,6 +554,7 @@ cmd_up() {
   generate_certs
   write_kubeconfig "${ADMIN_KUBECONFIG}" admin psc-admin
   write_kubeconfig "${GATEKEEPER_KUBECONFIG}" gatekeeper-client gatekeeper
+  write_kubeconfig "${KCM_KUBECONFIG}" kube-controller-manager-client system:kube-controller-manager
 
   if ((etcd_up)); then
     wait_for etcd "etcd health on 127.0.0.1:${ETCD_PORT}" etcd_healthy
@@ -470,20 +566,25 @@ cmd_up() {
   else
     start_apiserver
   fi
+  if ((kcm_up)); then
+    wait_for kube-controller-manager "kube-controller-manager /healthz on https://127.0.0.1:${KCM_PORT}" kcm_healthy
+  else
+    start_kcm
+  fi
   if ((want_gk)); then
     ensure_gatekeeper
-  elif ! cluster_running_pid gatekeeper >/dev/null && gatekeeper_webhook_registered; then
+  elif ! cluster_running_pid gatekeeper >/dev/null && gatekeeper_any_webhook_registered; then
     # Left over from an earlier run whose processes died (e.g. a reboot): a webhook configuration
     # pointing at a Gatekeeper that is not running would make namespace changes fail.
-    cluster_log "Gatekeeper is not running: removing its stale webhook configuration"
-    cluster_kubectl delete validatingwebhookconfiguration "${GATEKEEPER_VWH_NAME}" --ignore-not-found >/dev/null
+    cluster_log "Gatekeeper is not running: removing its stale webhook configurations"
+    delete_gatekeeper_webhooks
   fi
   print_usage_info
 }
 
 cmd_status() {
   local name pid rc=0
-  for name in etcd kube-apiserver gatekeeper; do
+  for name in etcd kube-apiserver kube-controller-manager gatekeeper; do
     if pid="$(cluster_running_pid "${name}")"; then
       cluster_log "${name}: running (pid ${pid})"
     else
@@ -494,7 +595,7 @@ cmd_status() {
   if ((rc == 0)) && apiserver_healthy; then
     cluster_log "kube-apiserver ${APISERVER_URL}: ready; KUBECONFIG=${ADMIN_KUBECONFIG}"
     if gatekeeper_crds_installed; then cluster_log "Gatekeeper CRDs: installed"; else cluster_log "Gatekeeper CRDs: not installed"; fi
-    if gatekeeper_webhook_registered; then cluster_log "Gatekeeper webhook: registered"; else cluster_log "Gatekeeper webhook: not registered"; fi
+    if gatekeeper_webhook_registered; then cluster_log "Gatekeeper webhooks: registered"; else cluster_log "Gatekeeper webhooks: not (all) registered"; fi
   fi
   return "${rc}"
 }

@@ -13,6 +13,6 @@ if ! command -v etcd >/dev/null 2>&1; then
   apt-get install -y -qq --no-install-recommends etcd-server >/dev/null
 fi
 
-"${root}/hack/build-kube.sh"
+"${root}/hack/build-kube.sh" kube-apiserver kubectl
 ln -sf "$(command -v etcd)" "${dir}/etcd"
 echo "envtest assets ready: KUBEBUILDER_ASSETS=${dir}"

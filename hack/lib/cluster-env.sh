@@ -1,25 +1,62 @@
 # shellcheck shell=bash disable=SC2034 # variables are used by the scripts that source this file
-# Shared settings and helpers for the local control plane (hack/cluster-up.sh, hack/cluster-down.sh).
-# Source it; it defines variables and functions only and starts nothing.
+# Shared settings and helpers for the local control plane (hack/cluster-up.sh, hack/cluster-down.sh,
+# hack/gatekeeper.sh). Source it; it defines variables and functions only and starts nothing.
+#
+# Components: etcd, kube-apiserver, kube-controller-manager, Gatekeeper (validation, audit, status,
+# generate, mutation), each a local process on 127.0.0.1. No scheduler and no kubelet: pods that
+# controllers create stay Pending.
+#
+# Scripts (all honour every setting below; see each script's header):
+#   hack/cluster-up.sh [up]            start whatever is not running (idempotent)
+#   hack/cluster-up.sh status          what is running
+#   hack/cluster-up.sh gatekeeper-stop / gatekeeper-start / gatekeeper-crds / gatekeeper-crds-delete
+#                                      Gatekeeper "uninstalled"/"installed": webhook configurations
+#                                      deleted/registered together with the process
+#   hack/gatekeeper.sh stop|start|restart|status
+#                                      ONLY the Gatekeeper process; its webhook configurations stay
+#                                      registered (Gatekeeper crashed / unreachable, for failure-mode
+#                                      tests). While it is stopped the apiserver fails open on the
+#                                      validation and mutation webhooks (failurePolicy Ignore) but
+#                                      REJECTS namespace creates/updates (check-ignore-label webhook,
+#                                      failurePolicy Fail, as Gatekeeper's chart).
+#   hack/cluster-down.sh               stop everything and remove LOCAL_DIR
 #
 # Every setting can be overridden from the environment:
-#   KUBE_VERSION             kube-apiserver/kubectl version built by hack/build-kube.sh   (v1.36.2)
+#   KUBE_VERSION             kube-apiserver/kubectl/kube-controller-manager version built by
+#                            hack/build-kube.sh                                             (v1.36.2)
 #   GATEKEEPER_VERSION       Gatekeeper version built by hack/build-gatekeeper.sh          (v3.23.1)
 #   LOCAL_DIR                state directory (etcd data, certs, logs, pid files)           (<repo>/bin/local)
 #   ETCD_PORT                etcd client port; the peer port is ETCD_PORT+1                (22379)
 #   ETCD_PEER_PORT                                                                          (ETCD_PORT+1)
 #   APISERVER_PORT           kube-apiserver secure port                                    (26443)
+#   KCM_PORT                 kube-controller-manager secure port (/healthz)                (APISERVER_PORT+1)
+#   KCM_CONTROLLERS          kube-controller-manager --controllers (comma-separated)       (see KCM_CONTROLLERS below)
 #   GATEKEEPER_PORT          Gatekeeper webhook (HTTPS) port                               (28443)
 #   GATEKEEPER_HEALTH_PORT   Gatekeeper /healthz and /readyz (HTTP)                        (28090)
 #   GATEKEEPER_METRICS_PORT  Gatekeeper Prometheus port, used only when GATEKEEPER_METRICS=prometheus (28888)
 #   GATEKEEPER_NAMESPACE     namespace Gatekeeper believes it runs in                      (gatekeeper-system)
 #   GATEKEEPER_AUDIT_INTERVAL  seconds between audit runs                                  (10)
-#   GATEKEEPER_OPERATIONS    comma-separated Gatekeeper --operation values       (webhook,audit,status,generate)
+#   GATEKEEPER_OPERATIONS    comma-separated Gatekeeper --operation values
+#                            (webhook,audit,status,generate,mutation-webhook,mutation-status)
 #                            "generate" is required: it is what creates each template's constraint CRD.
+#                            Without "mutation-webhook" no MutatingWebhookConfiguration is registered
+#                            (an existing one is deleted): Gatekeeper without mutation.
 #   GATEKEEPER_FAILURE_POLICY  failurePolicy of the validation.gatekeeper.sh webhook       (Ignore, as the chart)
+#   GATEKEEPER_MUTATION_FAILURE_POLICY  failurePolicy of the mutation.gatekeeper.sh webhook (Ignore, as the chart)
+#   GATEKEEPER_EXTRA_ARGS    extra flags appended to Gatekeeper's command line, split on spaces (no quoting),
+#                            e.g. "--enable-k8s-native-validation=false" or
+#                            "--enable-generator-resource-expansion=false". Read when Gatekeeper starts:
+#                            to change it on a running cluster use `hack/gatekeeper.sh restart`.
 #   GATEKEEPER_METRICS       "none" (default) or "prometheus" (see cluster-up.sh for why)
 #   WAIT_TIMEOUT             seconds to wait for each component to become ready            (120)
+#   GATEKEEPER=0             (cluster-up.sh only) start no Gatekeeper and install none of its CRDs
 # All listeners bind 127.0.0.1 only (except Gatekeeper's Prometheus exporter when enabled).
+#
+# Files (stable; tests may rely on them):
+#   LOCAL_DIR/kubeconfig     cluster admin (O=system:masters)
+#   LOCAL_DIR/logs/NAME.log, LOCAL_DIR/pids/NAME.pid   NAME: etcd, kube-apiserver,
+#                            kube-controller-manager, gatekeeper
+#   LOCAL_DIR/certs/ca.crt   CA of every serving certificate (apiserver, controller manager, Gatekeeper)
 
 CLUSTER_REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 
@@ -29,6 +66,7 @@ GATEKEEPER_VERSION="${GATEKEEPER_VERSION:-v3.23.1}"
 KUBE_BIN_DIR="${CLUSTER_REPO_ROOT}/bin/k8s/${KUBE_VERSION}"
 KUBE_APISERVER_BIN="${KUBE_BIN_DIR}/kube-apiserver"
 KUBECTL_BIN="${KUBE_BIN_DIR}/kubectl"
+KUBE_CONTROLLER_MANAGER_BIN="${KUBE_BIN_DIR}/kube-controller-manager"
 GATEKEEPER_BIN_DIR="${CLUSTER_REPO_ROOT}/bin/gatekeeper/${GATEKEEPER_VERSION}"
 GATEKEEPER_BIN="${GATEKEEPER_BIN_DIR}/manager"
 GATEKEEPER_CRD_DIR="${GATEKEEPER_BIN_DIR}/crds"
@@ -44,20 +82,38 @@ GATEKEEPER_STATE_DIR="${LOCAL_DIR}/gatekeeper"
 GATEKEEPER_CERT_DIR="${CERT_DIR}/gatekeeper-webhook"
 ADMIN_KUBECONFIG="${LOCAL_DIR}/kubeconfig"
 GATEKEEPER_KUBECONFIG="${LOCAL_DIR}/gatekeeper.kubeconfig"
+KCM_KUBECONFIG="${LOCAL_DIR}/kube-controller-manager.kubeconfig"
 
 ETCD_PORT="${ETCD_PORT:-22379}"
 ETCD_PEER_PORT="${ETCD_PEER_PORT:-$((ETCD_PORT + 1))}"
 APISERVER_PORT="${APISERVER_PORT:-26443}"
+KCM_PORT="${KCM_PORT:-$((APISERVER_PORT + 1))}"
 GATEKEEPER_PORT="${GATEKEEPER_PORT:-28443}"
 GATEKEEPER_HEALTH_PORT="${GATEKEEPER_HEALTH_PORT:-28090}"
 GATEKEEPER_METRICS_PORT="${GATEKEEPER_METRICS_PORT:-28888}"
 
 GATEKEEPER_NAMESPACE="${GATEKEEPER_NAMESPACE:-gatekeeper-system}"
 GATEKEEPER_AUDIT_INTERVAL="${GATEKEEPER_AUDIT_INTERVAL:-10}"
-GATEKEEPER_OPERATIONS="${GATEKEEPER_OPERATIONS:-webhook,audit,status,generate}"
+GATEKEEPER_OPERATIONS="${GATEKEEPER_OPERATIONS:-webhook,audit,status,generate,mutation-webhook,mutation-status}"
 GATEKEEPER_FAILURE_POLICY="${GATEKEEPER_FAILURE_POLICY:-Ignore}"
+GATEKEEPER_MUTATION_FAILURE_POLICY="${GATEKEEPER_MUTATION_FAILURE_POLICY:-Ignore}"
+GATEKEEPER_EXTRA_ARGS="${GATEKEEPER_EXTRA_ARGS:-}"
 GATEKEEPER_METRICS="${GATEKEEPER_METRICS:-none}"
 WAIT_TIMEOUT="${WAIT_TIMEOUT:-120}"
+
+# The controllers a workload needs to turn into Pods, plus what makes namespaces and service
+# accounts behave as on a real cluster:
+#   deployment, replicaset, statefulset, daemonset, job, cronjob, replicationcontroller  workloads -> Pods
+#   garbage-collector            ownerReferences (deleting a Deployment deletes its ReplicaSets and Pods)
+#   namespace                    deleted namespaces are emptied and go away (no longer stay Terminating)
+#   serviceaccount               each namespace's "default" ServiceAccount (the ServiceAccount admission
+#                                plugin rejects pods whose ServiceAccount does not exist)
+#   serviceaccount-token         fills in Secrets of type kubernetes.io/service-account-token
+#   root-ca-certificate-publisher  the kube-root-ca.crt ConfigMap that pods' kube-api-access volume projects
+#   clusterrole-aggregation      the aggregated ClusterRoles (admin, edit, view) get their rules
+#   ttl-after-finished           Jobs with ttlSecondsAfterFinished are cleaned up
+# DaemonSets create no Pods: there are no Nodes.
+KCM_CONTROLLERS="${KCM_CONTROLLERS:-deployment-controller,replicaset-controller,statefulset-controller,daemonset-controller,job-controller,cronjob-controller,replicationcontroller-controller,garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,root-ca-certificate-publisher-controller,clusterrole-aggregation-controller,ttl-after-finished-controller}"
 
 APISERVER_URL="https://127.0.0.1:${APISERVER_PORT}"
 GATEKEEPER_WEBHOOK_URL="https://127.0.0.1:${GATEKEEPER_PORT}"
@@ -65,6 +121,7 @@ GATEKEEPER_WEBHOOK_URL="https://127.0.0.1:${GATEKEEPER_PORT}"
 # Names of the webhook configurations Gatekeeper's chart installs (and Gatekeeper's defaults for
 # --validating-webhook-configuration-name / --mutating-webhook-configuration-name).
 GATEKEEPER_VWH_NAME="gatekeeper-validating-webhook-configuration"
+GATEKEEPER_MWH_NAME="gatekeeper-mutating-webhook-configuration"
 
 # ---------------------------------------------------------------------------------------------
 # Messages
@@ -87,7 +144,7 @@ cluster_log_tail() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# Processes. A component NAME (etcd, kube-apiserver, gatekeeper) has its pid in pids/NAME.pid.
+# Processes. A component NAME (etcd, kube-apiserver, kube-controller-manager, gatekeeper) has its pid in pids/NAME.pid.
 # A pid counts as ours only if /proc/PID/exe is the expected binary AND its command line
 # mentions LOCAL_DIR (so another cluster using the same /usr/bin/etcd is never touched).
 
@@ -95,6 +152,7 @@ cluster_component_bin() {
   case "$1" in
     etcd) echo "${ETCD_BIN}" ;;
     kube-apiserver) echo "${KUBE_APISERVER_BIN}" ;;
+    kube-controller-manager) echo "${KUBE_CONTROLLER_MANAGER_BIN}" ;;
     gatekeeper) echo "${GATEKEEPER_BIN}" ;;
     *) cluster_die "unknown component $1" ;;
   esac
