@@ -86,7 +86,8 @@ func TestRenderedExpansionsCatchWorkloadsInGator(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err = cmd.Run()
-	output := stdout.String() + stderr.String()
+	// gator prints each message as a quoted string.
+	output := strings.ReplaceAll(stdout.String()+stderr.String(), `\"`, `"`)
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) {
 		t.Fatalf("gator test of a privileged Deployment: %v, want exit status 1 with violations:\n%s", err, output)

@@ -22,6 +22,7 @@
 //	s7 TestGatekeeperStopped                Gatekeeper stopped and started again
 //	   TestGatekeeperNotInstalled           operator started without Gatekeeper's CRDs
 //	   TestGatekeeperUninstalledWhileRunning  Gatekeeper's CRDs deleted under a running operator
+//	s8 TestWorkloads                        every workload kind judged at kubectl apply (ExpansionTemplates)
 //	s9 TestDrift                            generated objects deleted or edited by hand
 //
 // Environment: KUBECONFIG (default bin/local/kubeconfig), PSC_KUBECTL (default the kubectl under

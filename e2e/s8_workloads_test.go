@@ -286,6 +286,24 @@ func TestWorkloads(t *testing.T) {
 		expectDenied(t, "a privileged pod while workloads only warn", err, privilegedMessage)
 	})
 
+	t.Run("audit reports workloads with their kind", func(t *testing.T) {
+		// The Deployment admitted under warn violates privilegedContainers; audit expands it.
+		eventually(t, auditTimeout, "an audit violation of Deployment "+ns+"/warned in the CR's status", func() (bool, string) {
+			cr, err := getCR(ctx)
+			if err != nil || cr == nil {
+				return false, fmt.Sprintf("get: %v", err)
+			}
+			fs, _ := featureStatus(cr, "privilegedContainers")
+			for _, v := range fs.Violations {
+				if v.Kind == "Deployment" && v.Namespace == ns && v.Name == "warned" &&
+					strings.Contains(v.Message, impliedBy("Deployment")) && strings.Contains(v.Message, privilegedMessage) {
+					return true, ""
+				}
+			}
+			return false, fmt.Sprintf("totalViolations %d, samples %+v", fs.TotalViolations, fs.Violations)
+		})
+	})
+
 	t.Run("workloads disabled", func(t *testing.T) {
 		spec["workloads"] = map[string]interface{}{"enabled": false}
 		gen := setSpec(t, spec)
