@@ -24,6 +24,8 @@
 //	   TestGatekeeperUninstalledWhileRunning  Gatekeeper's CRDs deleted under a running operator
 //	s8 TestWorkloads                        every workload kind judged at kubectl apply (ExpansionTemplates)
 //	s9 TestDrift                            generated objects deleted or edited by hand
+//	s10 TestDefaults                        setDefaults: a bare pod completed by Gatekeeper's mutation,
+//	                                        explicit violations denied, a bare Deployment's pods completed
 //
 // Environment: KUBECONFIG (default bin/local/kubeconfig), PSC_KUBECTL (default the kubectl under
 // bin/k8s), PSC_E2E_OPERATOR_LOG (where the in-process operator logs; default a file in $TMPDIR,
