@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podsecurity/psc-operator/templates"
@@ -120,6 +121,9 @@ func (fg *fakeGatekeeper) step(ctx context.Context) error {
 		}
 	}
 	if err := fg.reportExpansions(ctx); err != nil {
+		return err
+	}
+	if err := fg.reportMutators(ctx); err != nil {
 		return err
 	}
 	return fg.removeOrphanCRDs(ctx, kinds)
@@ -246,6 +250,36 @@ func (fg *fakeGatekeeper) removeOrphanCRDs(ctx context.Context, kinds map[string
 		crd := &crds.Items[i]
 		if crd.Spec.Group == constraintsGroup && !kinds[crd.Spec.Names.Kind] && crd.DeletionTimestamp.IsZero() {
 			if err := fg.c.Delete(ctx, crd); err != nil && !apierrors.IsNotFound(err) {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// reportMutators marks every Assign and ModifySet loaded, as Gatekeeper's pods running
+// --operation=mutation-status do. Without the CRDs there is nothing to report.
+func (fg *fakeGatekeeper) reportMutators(ctx context.Context) error {
+	for _, gvk := range []schema.GroupVersionKind{templates.AssignGVK, templates.ModifySetGVK} {
+		list := &unstructured.UnstructuredList{}
+		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+		if err := fg.c.List(ctx, list); err != nil {
+			if meta.IsNoMatchError(err) || apierrors.IsNotFound(err) {
+				continue
+			}
+			return err
+		}
+		for i := range list.Items {
+			m := &list.Items[i]
+			status := map[string]interface{}{"byPod": []interface{}{map[string]interface{}{
+				"id": "gatekeeper-fake", "observedGeneration": m.GetGeneration(), "mutatorUID": string(m.GetUID()),
+				"operations": []interface{}{"mutation-webhook", "mutation-status"}, "enforced": true,
+			}}}
+			if equality.Semantic.DeepEqual(m.Object["status"], status) {
+				continue
+			}
+			m.Object["status"] = status
+			if err := fg.c.Status().Update(ctx, m); err != nil && !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
 				return err
 			}
 		}

@@ -125,6 +125,7 @@ func (r *Reconciler) reconcile(ctx context.Context, obj *v1alpha1.PodSecurityCon
 		}
 	}
 
+	r.applyMutators(ctx, obj, rendered, crds, facts.Features, &ch)
 	facts.Objects = r.applyShared(ctx, obj, rendered, crds, &ch)
 
 	pruned, err := r.pruneStale(ctx, rendered)

@@ -79,6 +79,9 @@ type Reconciler struct {
 // ExpansionTemplates make Gatekeeper judge workloads as the Pods they would create (the
 // resource name is the singular word).
 // +kubebuilder:rbac:groups=expansion.gatekeeper.sh,resources=expansiontemplate,verbs=get;list;watch;create;update;patch;delete
+// Mutators fill in what a feature requires where a pod leaves it unset (setDefaults); the
+// resource names are the singular words.
+// +kubebuilder:rbac:groups=mutations.gatekeeper.sh,resources=assign;modifyset,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=apiextensions.k8s.io,resources=customresourcedefinitions,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 

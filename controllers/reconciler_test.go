@@ -25,6 +25,7 @@ func TestReconciler(t *testing.T) {
 		{"UnownedObjectsAreNeverTouched", testUnownedObjectsAreNeverTouched},
 		{"DeletionPrunesEverything", testDeletionPrunesEverything},
 		{"WorkloadExpansions", testWorkloadExpansions},
+		{"DefaultsMutators", testDefaultsMutators},
 		{"OnlyClusterIsAccepted", testOnlyClusterIsAccepted},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, te, fg) })

@@ -99,6 +99,8 @@ type featureFacts struct {
 	Template           templateObservation
 	ConstraintCRDReady bool
 	Constraint         constraintObservation
+	// Defaults is what the reconcile found out about the feature's mutators.
+	Defaults defaultsFacts
 }
 
 // featureStatus derives one feature's status.
@@ -122,6 +124,7 @@ func featureStatus(f featureFacts, masterEnabled bool) v1alpha1.FeatureStatus {
 	st.Violations = f.Constraint.Violations
 	st.State, st.Message = featureState(f)
 	st.Enforced = st.State == v1alpha1.FeatureEnforced
+	st.Defaults, _ = defaultsState(f.Defaults)
 	return st
 }
 
@@ -215,6 +218,9 @@ func deriveStatus(facts reconcileFacts, prev v1alpha1.PodSecurityConstraintsStat
 		workloads := workloadsCondition(facts, st)
 		workloads.ObservedGeneration = facts.Generation
 		setCondition(&st.Conditions, workloads, now)
+		defaults := defaultsCondition(facts)
+		defaults.ObservedGeneration = facts.Generation
+		setCondition(&st.Conditions, defaults, now)
 	}
 
 	// The generation counts as observed once the spec was fully handled or failed for good.

@@ -157,8 +157,8 @@ func TestDeriveStatus(t *testing.T) {
 			}
 			var types []string
 			for _, c := range st.Conditions {
-				if c.Type == v1alpha1.ConditionWorkloadsChecked {
-					continue // not a kstatus condition; see TestWorkloadsCondition
+				if c.Type == v1alpha1.ConditionWorkloadsChecked || c.Type == v1alpha1.ConditionDefaultsActive {
+					continue // not kstatus conditions; see TestWorkloadsCondition and TestDefaultsCondition
 				}
 				types = append(types, c.Type)
 				if c.Type != v1alpha1.ConditionReady && c.Status != metav1.ConditionTrue {

@@ -32,6 +32,8 @@
 //	                                        collection, ServiceAccounts and tokens
 //	   TestGatekeeperMutation               the local cluster: Gatekeeper's mutating webhook applies an Assign
 //	s13 TestEngine                          which engine (CEL or Rego) Gatekeeper used, from the shape of a denial
+//	s14 TestDefaults                        setDefaults: a bare pod completed by Gatekeeper's mutation,
+//	                                        explicit violations denied, a bare Deployment's pods completed
 //
 // Environment: KUBECONFIG (default bin/local/kubeconfig), PSC_KUBECTL (default the kubectl under
 // bin/k8s), PSC_E2E_OPERATOR_LOG (where the in-process operator logs; default a file in $TMPDIR,

@@ -33,10 +33,11 @@ var (
 	ConstraintGroupVersion = schema.GroupVersion{Group: "constraints.gatekeeper.sh", Version: "v1beta1"}
 )
 
-// Keys of a feature block that configure the constraint itself rather than its parameters.
-var commonKeys = []string{"enabled", "enforcementAction", "excludedNamespaces", "exemptImages"}
+// Keys of a feature block that configure the constraint or the feature's mutators rather than
+// the constraint's parameters.
+var commonKeys = []string{"enabled", "enforcementAction", "excludedNamespaces", "exemptImages", "setDefaults"}
 
-//go:embed */template.yaml lib/psc.rego lib/psc.cel.yaml
+//go:embed */template.yaml */defaults.yaml lib/psc.rego lib/psc.cel.yaml
 var policies embed.FS
 
 // Engine names of a template's code entries.
@@ -86,11 +87,13 @@ const (
 	RoleTemplate Role = "template"
 	// RoleConstraint is a feature's constraint; it needs its template's CRD.
 	RoleConstraint Role = "constraint"
+	// RoleMutator is a Gatekeeper mutator (Assign, ModifySet) that fills in what a feature
+	// requires where a pod leaves it unset (setDefaults). Applied before the expansion
+	// templates, so that a workload is judged as its completed Pod.
+	RoleMutator Role = "mutator"
 	// RoleExpansion is an ExpansionTemplate: it makes Gatekeeper judge a workload kind as the
 	// Pod it would create, for every feature at once.
 	RoleExpansion Role = "expansion"
-	// RoleMutator is reserved for Gatekeeper mutators.
-	RoleMutator Role = "mutator"
 )
 
 // Item is one object the operator applies.
@@ -103,7 +106,7 @@ type Item struct {
 }
 
 // Inventory is the desired state: every object to apply, in apply order (templates, then
-// constraints, then the objects that serve all features).
+// constraints, then mutators, then the objects that serve all features).
 type Inventory []Item
 
 // Objects returns the objects of the given roles (of every role when none is given), in
@@ -155,7 +158,7 @@ func Render(spec *v1alpha1.PodSecurityConstraintsSpec, opts Options) (Inventory,
 	if err != nil {
 		return nil, err
 	}
-	var tmpls, cons Inventory
+	var tmpls, cons, mutators Inventory
 	for _, f := range Features() {
 		block, ok := blocks[f.Name].(map[string]interface{})
 		if !ok || block["enabled"] != true {
@@ -165,10 +168,18 @@ func Render(spec *v1alpha1.PodSecurityConstraintsSpec, opts Options) (Inventory,
 		if err != nil {
 			return nil, err
 		}
+		excluded := excludedNamespaces(spec, block, opts)
 		tmpls = append(tmpls, Item{Role: RoleTemplate, Feature: f.Name, Object: tmpl})
-		cons = append(cons, Item{Role: RoleConstraint, Feature: f.Name, Object: renderConstraint(f, spec, block, opts)})
+		cons = append(cons, Item{Role: RoleConstraint, Feature: f.Name, Object: renderConstraint(f, spec, block, excluded)})
+		ms, err := renderMutators(f, spec, block, excluded)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range ms {
+			mutators = append(mutators, Item{Role: RoleMutator, Feature: f.Name, Object: m})
+		}
 	}
-	inv := append(tmpls, cons...)
+	inv := append(append(tmpls, cons...), mutators...)
 	// Expansion templates only matter while some constraint can judge the generated Pods.
 	if len(cons) > 0 && spec.WorkloadsEnabled() {
 		for _, w := range WorkloadKinds(spec) {
@@ -323,7 +334,19 @@ func (f Feature) labels() map[string]string {
 	return map[string]string{LabelManagedBy: ManagedByValue, LabelFeature: f.Name}
 }
 
-func renderConstraint(f Feature, spec *v1alpha1.PodSecurityConstraintsSpec, block map[string]interface{}, opts Options) *unstructured.Unstructured {
+// excludedNamespaces are the namespaces a feature's constraint and mutators skip: the spec's,
+// the feature's, and the operator's and Gatekeeper's own.
+func excludedNamespaces(spec *v1alpha1.PodSecurityConstraintsSpec, block map[string]interface{}, opts Options) []string {
+	excluded := []string{}
+	for _, ns := range spec.ExcludedNamespaces {
+		excluded = append(excluded, string(ns))
+	}
+	excluded = append(excluded, stringList(block["excludedNamespaces"])...)
+	excluded = append(excluded, opts.OperatorNamespace, opts.GatekeeperNamespace)
+	return dedupe(excluded)
+}
+
+func renderConstraint(f Feature, spec *v1alpha1.PodSecurityConstraintsSpec, block map[string]interface{}, excluded []string) *unstructured.Unstructured {
 	action := string(spec.EnforcementAction)
 	if a, ok := block["enforcementAction"].(string); ok && a != "" {
 		action = a
@@ -331,13 +354,6 @@ func renderConstraint(f Feature, spec *v1alpha1.PodSecurityConstraintsSpec, bloc
 	if action == "" {
 		action = string(v1alpha1.EnforcementDeny)
 	}
-
-	excluded := []string{}
-	for _, ns := range spec.ExcludedNamespaces {
-		excluded = append(excluded, string(ns))
-	}
-	excluded = append(excluded, stringList(block["excludedNamespaces"])...)
-	excluded = append(excluded, opts.OperatorNamespace, opts.GatekeeperNamespace)
 
 	params := map[string]interface{}{}
 	for k, v := range block {
@@ -362,7 +378,7 @@ func renderConstraint(f Feature, spec *v1alpha1.PodSecurityConstraintsSpec, bloc
 					"apiGroups": []interface{}{""},
 					"kinds":     []interface{}{"Pod"},
 				}},
-				"excludedNamespaces": toInterfaces(dedupe(excluded)),
+				"excludedNamespaces": toInterfaces(excluded),
 			},
 			"parameters": params,
 		},

@@ -123,6 +123,8 @@ type ManagedKind struct {
 func ManagedKinds() []ManagedKind {
 	return []ManagedKind{
 		{GVK: TemplateGVK, Role: RoleTemplate, CRD: "constrainttemplates.templates.gatekeeper.sh"},
+		{GVK: AssignGVK, Role: RoleMutator, CRD: AssignCRDName},
+		{GVK: ModifySetGVK, Role: RoleMutator, CRD: ModifySetCRDName},
 		{GVK: ExpansionGVK, Role: RoleExpansion, CRD: ExpansionCRDName},
 	}
 }

@@ -90,6 +90,17 @@ type PodSecurityConstraintsSpec struct {
 	// +optional
 	ProfileVersion ProfileVersion `json:"profileVersion,omitempty"`
 
+	// SetDefaults makes the features that have a field to default fill it in on pods that
+	// leave it unset, as PodSecurityPolicy did, through Gatekeeper mutators (Assign,
+	// ModifySet) instead of denying the pod: readOnlyRootFilesystem, privilegeEscalation,
+	// capabilities, seccomp, appArmor, usersAndGroups and seLinux. A value a pod sets is never
+	// changed, so a pod that asks for something forbidden is still denied. Pods are defaulted
+	// when they are created and when a workload is judged as the pod it would create. Needs
+	// Gatekeeper's mutation webhook. A feature's own setDefaults overrides this. Default false.
+	// +kubebuilder:default=false
+	// +optional
+	SetDefaults *bool `json:"setDefaults,omitempty"`
+
 	// PrivilegedContainers denies containers that set securityContext.privileged: true.
 	// +optional
 	PrivilegedContainers *PrivilegedContainersFeature `json:"privilegedContainers,omitempty"`
@@ -259,6 +270,15 @@ type ContainerFeatureCommon struct {
 	ExemptImages []ImagePattern `json:"exemptImages,omitempty"`
 }
 
+// FeatureDefaults is held by the features that can fill in a field a pod leaves unset.
+type FeatureDefaults struct {
+	// SetDefaults overrides spec.setDefaults for this feature: true fills in the fields this
+	// feature requires where a pod leaves them unset, false only checks them. Unset: follow
+	// spec.setDefaults.
+	// +optional
+	SetDefaults *bool `json:"setDefaults,omitempty"`
+}
+
 // PrivilegedContainersFeature denies privileged containers.
 type PrivilegedContainersFeature struct {
 	ContainerFeatureCommon `json:",inline"`
@@ -373,14 +393,20 @@ type FlexVolumeDriversFeature struct {
 	AllowedDrivers []string `json:"allowedDrivers,omitempty"`
 }
 
-// ReadOnlyRootFilesystemFeature requires read-only root filesystems.
+// ReadOnlyRootFilesystemFeature requires read-only root filesystems. With setDefaults, containers
+// that leave securityContext.readOnlyRootFilesystem unset get true.
 type ReadOnlyRootFilesystemFeature struct {
 	ContainerFeatureCommon `json:",inline"`
+	FeatureDefaults        `json:",inline"`
 }
 
-// UsersAndGroupsFeature restricts user and group IDs. A rule that is not set is not checked.
+// UsersAndGroupsFeature restricts user and group IDs. A rule that is not set is not checked. With
+// setDefaults, MustRunAsNonRoot sets the pod's runAsNonRoot: true, and MustRunAs sets the pod's
+// runAsUser, runAsGroup and fsGroup to the first range's min and supplementalGroups to [that min],
+// each only where the pod leaves it unset.
 type UsersAndGroupsFeature struct {
 	ContainerFeatureCommon `json:",inline"`
+	FeatureDefaults        `json:",inline"`
 
 	// RunAsUser checks the effective runAsUser of each container.
 	// +optional
@@ -477,9 +503,11 @@ type IDRange struct {
 	Max int64 `json:"max"`
 }
 
-// PrivilegeEscalationFeature requires allowPrivilegeEscalation: false.
+// PrivilegeEscalationFeature requires allowPrivilegeEscalation: false. With setDefaults, containers
+// that leave securityContext.allowPrivilegeEscalation unset get false.
 type PrivilegeEscalationFeature struct {
 	ContainerFeatureCommon `json:",inline"`
+	FeatureDefaults        `json:",inline"`
 }
 
 // Capability is a Linux capability name without the CAP_ prefix, such as NET_BIND_SERVICE.
@@ -489,11 +517,14 @@ type PrivilegeEscalationFeature struct {
 // +kubebuilder:validation:XValidation:rule="self == '*' || self.matches('^[A-Z][A-Z0-9_]*$')",message="must be an upper-case capability name of letters, digits and '_', such as NET_BIND_SERVICE, or '*'"
 type Capability string
 
-// CapabilitiesFeature restricts Linux capabilities.
+// CapabilitiesFeature restricts Linux capabilities. With setDefaults, every entry of
+// requiredDropCapabilities is added to each container's securityContext.capabilities.drop where it
+// is missing.
 // +kubebuilder:validation:XValidation:rule="!has(self.allowedCapabilities) || !has(self.requiredDropCapabilities) || !self.allowedCapabilities.exists(c, c in self.requiredDropCapabilities)",message="a capability may not be both in allowedCapabilities and in requiredDropCapabilities"
 // +kubebuilder:validation:XValidation:rule="!has(self.requiredDropCapabilities) || !self.requiredDropCapabilities.exists(c, c == '*')",message="requiredDropCapabilities may not contain '*'; use ALL to require dropping every capability"
 type CapabilitiesFeature struct {
 	ContainerFeatureCommon `json:",inline"`
+	FeatureDefaults        `json:",inline"`
 
 	// AllowedCapabilities are the capabilities containers may add; "*" allows any. Empty:
 	// containers may not add capabilities.
@@ -510,9 +541,11 @@ type CapabilitiesFeature struct {
 	RequiredDropCapabilities []Capability `json:"requiredDropCapabilities,omitempty"`
 }
 
-// SELinuxFeature restricts SELinux options.
+// SELinuxFeature restricts SELinux options. With setDefaults, when allowedSELinuxOptions has
+// exactly one entry, pods without pod-level seLinuxOptions get that entry.
 type SELinuxFeature struct {
 	ContainerFeatureCommon `json:",inline"`
+	FeatureDefaults        `json:",inline"`
 
 	// AllowedSELinuxOptions: SELinux options that a pod or container sets must match one
 	// entry; every field the pod sets must equal the entry's field, so a field the entry leaves
@@ -571,9 +604,11 @@ type ProcMountFeature struct {
 // +kubebuilder:validation:XValidation:rule="self.matches('^([*]|runtime/default|unconfined|localhost/[^*]*[*]?)$')",message="must be runtime/default, unconfined, localhost/<profile> or a prefix of those ending in '*', such as localhost/*"
 type AppArmorProfile string
 
-// AppArmorFeature restricts AppArmor profiles.
+// AppArmorFeature restricts AppArmor profiles. With setDefaults, pods without a pod-level
+// appArmorProfile get RuntimeDefault when allowedProfiles allows runtime/default.
 type AppArmorFeature struct {
 	ContainerFeatureCommon `json:",inline"`
+	FeatureDefaults        `json:",inline"`
 
 	// AllowedProfiles lists the profiles containers may run under. A container without a
 	// profile counts as runtime/default.
@@ -595,9 +630,11 @@ type SeccompProfileType string
 // +kubebuilder:validation:XValidation:rule="self.matches('^[^*]*[*]?$')",message="'*' is allowed only at the end"
 type LocalhostProfileFile string
 
-// SeccompFeature restricts seccomp profiles.
+// SeccompFeature restricts seccomp profiles. With setDefaults, pods without a pod-level
+// seccompProfile get RuntimeDefault when allowedProfiles lists RuntimeDefault or "*".
 type SeccompFeature struct {
 	ContainerFeatureCommon `json:",inline"`
+	FeatureDefaults        `json:",inline"`
 
 	// AllowedProfiles lists the profile types containers may run under; a container without a
 	// profile is denied unless "*" is listed or allowUnset is true.

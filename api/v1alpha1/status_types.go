@@ -13,6 +13,25 @@ const (
 	// ...) at apply time as the Pods they would create. It does not affect Ready: Pods are
 	// checked either way.
 	ConditionWorkloadsChecked = "WorkloadsChecked"
+	// ConditionDefaultsActive is true when Gatekeeper's mutation completes pods that leave
+	// fields unset, for every enabled feature with setDefaults on. It does not affect Ready:
+	// the features are enforced either way.
+	ConditionDefaultsActive = "DefaultsActive"
+)
+
+// DefaultsState says whether a feature's defaults (setDefaults) are applied to pods.
+type DefaultsState string
+
+const (
+	// DefaultsActive: every Gatekeeper pod that reports mutators loaded the feature's mutators
+	// at their current generation.
+	DefaultsActive DefaultsState = "Active"
+	// DefaultsPending: the mutators were applied and Gatekeeper has not reported them yet.
+	DefaultsPending DefaultsState = "Pending"
+	// DefaultsUnavailable: Gatekeeper does not serve mutators (installed without mutation).
+	DefaultsUnavailable DefaultsState = "Unavailable"
+	// DefaultsError: applying the mutators failed or Gatekeeper reported an error for them.
+	DefaultsError DefaultsState = "Error"
 )
 
 // FeatureState summarises one feature.
@@ -45,7 +64,8 @@ type PodSecurityConstraintsStatus struct {
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
 	// Conditions: Ready, and Reconciling / Stalled while they are true; WorkloadsChecked says
-	// whether workloads are judged at apply time (it does not affect Ready).
+	// whether workloads are judged at apply time and DefaultsActive whether pods are completed
+	// by setDefaults (neither affects Ready).
 	// +listType=map
 	// +listMapKey=type
 	// +optional
@@ -127,6 +147,13 @@ type FeatureStatus struct {
 	// Message explains the state in a sentence.
 	// +optional
 	Message string `json:"message,omitempty"`
+
+	// Defaults says whether the fields this feature requires are filled in on pods that leave
+	// them unset (setDefaults): Active, Pending, Unavailable (Gatekeeper without mutation) or
+	// Error. Absent when defaults are off for the feature or it has nothing to default.
+	// +kubebuilder:validation:Enum=Active;Pending;Unavailable;Error
+	// +optional
+	Defaults DefaultsState `json:"defaults,omitempty"`
 }
 
 // Violation is one audit result.

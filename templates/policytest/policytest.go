@@ -20,10 +20,14 @@
 // K8sNativeValidation (CEL) driver is registered before the Rego driver so
 // that a template with CEL code is evaluated by CEL and any other by Rego.
 //
-// Not modelled: Gatekeeper's Config-based process exclusions, mutation and
-// expansion (generator resources; Request.Generated reviews one generated
-// resource the way the webhook does), external data, and referential data
-// (data.inventory is allowed but always empty).
+// Mutation (Assign, ModifySet) runs with Gatekeeper's own mutation system
+// through a Mutator, before Review, as the mutating webhook runs before the
+// validating one; New ignores mutators.
+//
+// Not modelled: Gatekeeper's Config-based process exclusions, expansion
+// (generator resources; Request.Generated reviews one generated resource the
+// way the webhook does), external data, and referential data (data.inventory
+// is allowed but always empty).
 package policytest
 
 import (
@@ -55,6 +59,7 @@ import (
 const (
 	templatesGroup   = "templates.gatekeeper.sh"
 	constraintsGroup = "constraints.gatekeeper.sh"
+	mutationsGroup   = "mutations.gatekeeper.sh"
 
 	// DefaultNamespace is used for namespaced requests when neither
 	// Request.Namespace nor the object's metadata.namespace is set.
@@ -136,6 +141,9 @@ func NewWithEngine(ctx context.Context, engine Engine, objs []*unstructured.Unst
 			tmpls = append(tmpls, o)
 		case constraintsGroup:
 			cons = append(cons, o)
+		case mutationsGroup:
+			// Mutators are run by a Mutator, before the review.
+			continue
 		default:
 			return nil, fmt.Errorf("%s: neither a ConstraintTemplate nor a constraint", describe(o))
 		}

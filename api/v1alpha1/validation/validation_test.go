@@ -51,7 +51,8 @@ func TestDefaults(t *testing.T) {
 	}
 	s := psc.Spec
 	if !s.MasterEnabled() || s.Enabled == nil || s.EnforcementAction != v1alpha1.EnforcementDeny ||
-		len(s.ExcludedNamespaces) != 1 || s.ExcludedNamespaces[0] != "kube-system" || s.ProcMount.ProcMount != "Default" {
+		len(s.ExcludedNamespaces) != 1 || s.ExcludedNamespaces[0] != "kube-system" || s.ProcMount.ProcMount != "Default" ||
+		s.SetDefaults == nil || *s.SetDefaults {
 		t.Errorf("defaults not applied: %+v", s)
 	}
 	if s.Workloads == nil || s.Workloads.Enabled == nil || !*s.Workloads.Enabled || !s.WorkloadsEnabled() {
