@@ -106,10 +106,9 @@ WAIT_TIMEOUT="${WAIT_TIMEOUT:-120}"
 # The controllers a workload needs to turn into Pods, plus what makes namespaces and service
 # accounts behave as on a real cluster:
 #   deployment, replicaset, statefulset, daemonset, job, cronjob, replicationcontroller  workloads -> Pods
-#   (not garbage-collector: Gatekeeper run with --debug-use-fake-pod owns its *podstatuses objects
-#    by a Pod "no-pod" with uid "abcd" that does not exist, so the collector deletes them about
-#    every 2 s and byPod status never settles; without it, deleting a Deployment leaves its
-#    ReplicaSets and Pods behind)
+#   garbage-collector            deleting a Deployment removes its ReplicaSets and Pods; Gatekeeper's
+#                                *podstatuses objects are owned by the placeholder Pod GATEKEEPER_POD_NAME
+#                                (a real object), so the collector keeps them
 #   namespace                    deleted namespaces are emptied and go away (no longer stay Terminating)
 #   serviceaccount               each namespace's "default" ServiceAccount (the ServiceAccount admission
 #                                plugin rejects pods whose ServiceAccount does not exist)
@@ -118,7 +117,7 @@ WAIT_TIMEOUT="${WAIT_TIMEOUT:-120}"
 #   clusterrole-aggregation      the aggregated ClusterRoles (admin, edit, view) get their rules
 #   ttl-after-finished           Jobs with ttlSecondsAfterFinished are cleaned up
 # DaemonSets create no Pods: there are no Nodes.
-KCM_CONTROLLERS="${KCM_CONTROLLERS:-deployment-controller,replicaset-controller,statefulset-controller,daemonset-controller,job-controller,cronjob-controller,replicationcontroller-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,root-ca-certificate-publisher-controller,clusterrole-aggregation-controller,ttl-after-finished-controller}"
+KCM_CONTROLLERS="${KCM_CONTROLLERS:-deployment-controller,replicaset-controller,statefulset-controller,daemonset-controller,job-controller,cronjob-controller,replicationcontroller-controller,garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,root-ca-certificate-publisher-controller,clusterrole-aggregation-controller,ttl-after-finished-controller}"
 
 APISERVER_URL="https://127.0.0.1:${APISERVER_PORT}"
 GATEKEEPER_WEBHOOK_URL="https://127.0.0.1:${GATEKEEPER_PORT}"
