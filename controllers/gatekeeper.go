@@ -62,20 +62,7 @@ func observeConstraint(u *unstructured.Unstructured) constraintObservation {
 	if u == nil {
 		return constraintObservation{}
 	}
-	obs := constraintObservation{Exists: true, Generation: u.GetGeneration()}
-	byPod, _, _ := unstructured.NestedSlice(u.Object, "status", "byPod")
-	for _, p := range byPod {
-		pod, ok := p.(map[string]interface{})
-		if !ok {
-			continue
-		}
-		st := constraintPodStatus{Errors: gatekeeperErrors(pod)}
-		st.ID, _, _ = unstructured.NestedString(pod, "id")
-		st.Enforced, _, _ = unstructured.NestedBool(pod, "enforced")
-		st.ObservedGeneration, _, _ = unstructured.NestedInt64(pod, "observedGeneration")
-		obs.ByPod = append(obs.ByPod, st)
-	}
-	sort.Slice(obs.ByPod, func(i, j int) bool { return obs.ByPod[i].ID < obs.ByPod[j].ID })
+	obs := constraintObservation{Exists: true, Generation: u.GetGeneration(), ByPod: observeByPod(u)}
 
 	obs.TotalViolations, _, _ = unstructured.NestedInt64(u.Object, "status", "totalViolations")
 	if ts, ok, _ := unstructured.NestedString(u.Object, "status", "auditTimestamp"); ok {
@@ -149,7 +136,12 @@ func observeGatekeeperObject(u *unstructured.Unstructured) gatekeeperObjectObser
 	if u == nil {
 		return gatekeeperObjectObservation{}
 	}
-	obs := gatekeeperObjectObservation{Exists: true, Generation: u.GetGeneration()}
+	return gatekeeperObjectObservation{Exists: true, Generation: u.GetGeneration(), ByPod: observeByPod(u)}
+}
+
+// observeByPod reads status.byPod[] {id, enforced, observedGeneration, errors}, sorted by id.
+func observeByPod(u *unstructured.Unstructured) []constraintPodStatus {
+	var out []constraintPodStatus
 	byPod, _, _ := unstructured.NestedSlice(u.Object, "status", "byPod")
 	for _, p := range byPod {
 		pod, ok := p.(map[string]interface{})
@@ -158,9 +150,10 @@ func observeGatekeeperObject(u *unstructured.Unstructured) gatekeeperObjectObser
 		}
 		st := constraintPodStatus{Errors: gatekeeperErrors(pod)}
 		st.ID, _, _ = unstructured.NestedString(pod, "id")
+		st.Enforced, _, _ = unstructured.NestedBool(pod, "enforced")
 		st.ObservedGeneration, _, _ = unstructured.NestedInt64(pod, "observedGeneration")
-		obs.ByPod = append(obs.ByPod, st)
+		out = append(out, st)
 	}
-	sort.Slice(obs.ByPod, func(i, j int) bool { return obs.ByPod[i].ID < obs.ByPod[j].ID })
-	return obs
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
 }
