@@ -123,4 +123,19 @@ done
 if [[ -z "${denied}" ]]; then echo "ERROR: the privileged Deployment was admitted with workloads on" >&2; exit 1; fi
 echo "${denied}"
 
+step "A pod with no securityContext at all (as most charts ship it) is denied"
+if k apply -f hack/demo/bare-pod.yaml; then echo "ERROR: the bare pod was admitted" >&2; exit 1; fi
+
+step "setDefaults: true — Gatekeeper's mutation completes such pods instead (PodSecurityPolicy-style)"
+k patch psc cluster --type=merge -p '{"spec":{"setDefaults":true}}'
+k wait --for=condition=DefaultsActive psc/cluster --timeout=120s >/dev/null
+k get psc cluster -o jsonpath='{range .status.conditions[?(@.type=="DefaultsActive")]}DefaultsActive={.status} ({.reason}): {.message}{"\n"}{end}'
+for i in $(seq 1 30); do
+  if k apply -f hack/demo/bare-pod.yaml 2>/dev/null; then break; fi
+  [[ $i == 30 ]] && { echo "ERROR: the bare pod is still denied with setDefaults" >&2; exit 1; }
+  sleep 1
+done
+echo "stored with the defaults:"
+k -n shop get pod bare -o jsonpath='pod: {.spec.securityContext}{"\n"}{range .spec.initContainers[*]}{.name}: {.securityContext}{"\n"}{end}{range .spec.containers[*]}{.name}: {.securityContext}{"\n"}{end}'
+
 step "Done"
