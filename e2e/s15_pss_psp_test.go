@@ -37,10 +37,14 @@ func convertPSP(t *testing.T, file string) map[string]interface{} {
 	return spec
 }
 
+// podWith builds a pod that opts out of the service account token mount: the ServiceAccount
+// admission plugin would otherwise add a projected volume, which the tutorial's nfs-only
+// restrict-volumes policy (like the PSP it comes from) denies.
 func podWith(ns, name, image string, mutate func(*corev1.PodSpec)) *corev1.Pod {
 	p := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: image}}},
+		Spec: corev1.PodSpec{AutomountServiceAccountToken: ptrTo(false),
+			Containers: []corev1.Container{{Name: "app", Image: image}}},
 	}
 	mutate(&p.Spec)
 	return p
