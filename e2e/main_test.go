@@ -34,6 +34,8 @@
 //	s13 TestEngine                          which engine (CEL or Rego) Gatekeeper used, from the shape of a denial
 //	s14 TestDefaults                        setDefaults: a bare pod completed by Gatekeeper's mutation,
 //	                                        explicit violations denied, a bare Deployment's pods completed
+//	s15 TestConvertedPSPs                   the PSP tutorial policies converted by convert-psp, enforced
+//	   TestRestrictedProfile                spec.profile: restricted end to end
 //
 // Environment: KUBECONFIG (default bin/local/kubeconfig), PSC_KUBECTL (default the kubectl under
 // bin/k8s), PSC_E2E_OPERATOR_LOG (where the in-process operator logs; default a file in $TMPDIR,
