@@ -26,7 +26,7 @@ func TestUpdatesOfExistingPods(t *testing.T) {
 	waitReady(t, gen, enforceTimeout)
 
 	// The policies are active: the same pods are denied now, and a compliant one is admitted.
-	want := map[string]string{"legacy": "psc/privilegedContainers:", "legacy-host-ns": "psc/hostNamespaces:"}
+	want := map[string]string{"legacy": "psc/privilegedContainers:", "legacy-host-ns": "psc/hostNamespaces:", "legacy-host-process": "psc/hostProcess:"}
 	for _, p := range legacyPods(ns) {
 		msg := want[p.Name]
 		p.Name += "-again"
@@ -86,8 +86,8 @@ func TestUpdatesOfExistingPods(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(list.Items) != 3 {
-		t.Errorf("namespace %s has %d pods, want 3: %v", ns, len(list.Items), podNames(list.Items))
+	if wantPods := len(legacyPods(ns)) + 1; len(list.Items) != wantPods {
+		t.Errorf("namespace %s has %d pods, want %d (the legacy pods and the compliant one): %v", ns, len(list.Items), wantPods, podNames(list.Items))
 	}
 }
 
