@@ -221,15 +221,7 @@ func addLibrary(u *unstructured.Unstructured) error {
 	if err != nil {
 		return fmt.Errorf("reading shared library: %w", err)
 	}
-	targets, _, err := unstructured.NestedSlice(u.Object, "spec", "targets")
-	if err != nil || len(targets) == 0 {
-		return fmt.Errorf("spec.targets is missing or malformed")
-	}
-	for i, t := range targets {
-		target, ok := t.(map[string]interface{})
-		if !ok {
-			return fmt.Errorf("spec.targets[%d] is not an object", i)
-		}
+	return eachTarget(u, func(i int, target map[string]interface{}) error {
 		code, _, _ := unstructured.NestedSlice(target, "code")
 		found := false
 		for j, c := range code {
@@ -247,6 +239,25 @@ func addLibrary(u *unstructured.Unstructured) error {
 			return fmt.Errorf("spec.targets[%d] has no code entry with engine Rego", i)
 		}
 		target["code"] = code
+		return nil
+	})
+}
+
+// eachTarget calls fn with each object of the template's spec.targets, which fn may change in
+// place, and writes the targets back.
+func eachTarget(u *unstructured.Unstructured, fn func(i int, target map[string]interface{}) error) error {
+	targets, _, err := unstructured.NestedSlice(u.Object, "spec", "targets")
+	if err != nil || len(targets) == 0 {
+		return fmt.Errorf("spec.targets is missing or malformed")
+	}
+	for i, t := range targets {
+		target, ok := t.(map[string]interface{})
+		if !ok {
+			return fmt.Errorf("spec.targets[%d] is not an object", i)
+		}
+		if err := fn(i, target); err != nil {
+			return err
+		}
 		targets[i] = target
 	}
 	return unstructured.SetNestedSlice(u.Object, targets, "spec", "targets")
@@ -270,15 +281,7 @@ func addCELLibrary(u *unstructured.Unstructured) error {
 	if err := yaml.UnmarshalStrict(data, &lib); err != nil {
 		return fmt.Errorf("parsing shared CEL library: %w", err)
 	}
-	targets, _, err := unstructured.NestedSlice(u.Object, "spec", "targets")
-	if err != nil || len(targets) == 0 {
-		return fmt.Errorf("spec.targets is missing or malformed")
-	}
-	for i, t := range targets {
-		target, ok := t.(map[string]interface{})
-		if !ok {
-			return fmt.Errorf("spec.targets[%d] is not an object", i)
-		}
+	return eachTarget(u, func(i int, target map[string]interface{}) error {
 		code, _, _ := unstructured.NestedSlice(target, "code")
 		var cel, others []interface{}
 		for _, c := range code {
@@ -318,9 +321,8 @@ func addCELLibrary(u *unstructured.Unstructured) error {
 		}
 		entry["source"] = source
 		target["code"] = append(cel, others...)
-		targets[i] = target
-	}
-	return unstructured.SetNestedSlice(u.Object, targets, "spec", "targets")
+		return nil
+	})
 }
 
 func lastItem(items []interface{}) interface{} {
