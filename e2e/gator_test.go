@@ -34,19 +34,7 @@ func TestRenderedObjectsPassGator(t *testing.T) {
 	}
 
 	gatorTest := func(pod string) (string, int) {
-		cmd := exec.Command(gator, "test", "-f", rendered, "-f", filepath.Join("..", "templates", "testdata", "pods", pod))
-		var stdout, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		err := cmd.Run()
-		var exit *exec.ExitError
-		switch {
-		case err == nil:
-			return stdout.String(), 0
-		case errors.As(err, &exit):
-			return stdout.String() + stderr.String(), exit.ExitCode()
-		}
-		t.Fatalf("running gator: %v", err)
-		return "", -1
+		return runGatorTest(t, gator, rendered, filepath.Join("..", "templates", "testdata", "pods", pod))
 	}
 
 	if output, code := gatorTest("compliant.yaml"); code != 0 || strings.TrimSpace(output) != "" {
@@ -82,19 +70,38 @@ func TestRenderedExpansionsCatchWorkloadsInGator(t *testing.T) {
 	if err := os.WriteFile(rendered, out, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(gator, "test", "-f", rendered, "-f", filepath.Join("testdata", "privileged-deployment.yaml"))
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err = cmd.Run()
+	raw, code := runGatorTest(t, gator, rendered, filepath.Join("testdata", "privileged-deployment.yaml"))
 	// gator prints each message as a quoted string.
-	output := strings.ReplaceAll(stdout.String()+stderr.String(), `\"`, `"`)
-	var exit *exec.ExitError
-	if !errors.As(err, &exit) {
-		t.Fatalf("gator test of a privileged Deployment: %v, want exit status 1 with violations:\n%s", err, output)
+	output := strings.ReplaceAll(raw, `\"`, `"`)
+	if code == 0 {
+		t.Fatalf("gator test of a privileged Deployment: exit status 0, want 1 with violations:\n%s", output)
 	}
 	for _, want := range []string{"[Implied by psc-deployment]", `psc/privilegedContainers: container "app" is privileged`} {
 		if !strings.Contains(output, want) {
 			t.Errorf("gator output lacks %q:\n%s", want, output)
 		}
 	}
+}
+
+// runGatorTest runs `gator test` on the files and returns its output (standard output, plus
+// standard error when it fails) and exit code; gator itself failing to start is fatal.
+func runGatorTest(t *testing.T, gator string, files ...string) (string, int) {
+	t.Helper()
+	args := []string{"test"}
+	for _, f := range files {
+		args = append(args, "-f", f)
+	}
+	cmd := exec.Command(gator, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return stdout.String(), 0
+	case errors.As(err, &exit):
+		return stdout.String() + stderr.String(), exit.ExitCode()
+	}
+	t.Fatalf("running gator: %v", err)
+	return "", -1
 }

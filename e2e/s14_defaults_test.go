@@ -5,7 +5,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -308,19 +307,7 @@ spec:
 		if err := os.WriteFile(rendered, out, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		cmd := exec.Command(gator, "test", "-f", rendered, "-f", deployment)
-		var stdout, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		err = cmd.Run()
-		var exit *exec.ExitError
-		switch {
-		case err == nil:
-			return stdout.String(), 0
-		case errors.As(err, &exit):
-			return stdout.String() + stderr.String(), exit.ExitCode()
-		}
-		t.Fatalf("running gator: %v", err)
-		return "", -1
+		return runGatorTest(t, gator, rendered, deployment)
 	}
 	if out, code := run(true); code != 0 || strings.TrimSpace(out) != "" {
 		t.Errorf("with setDefaults, gator reports the bare Deployment (exit %d):\n%s", code, out)
