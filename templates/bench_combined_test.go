@@ -1,0 +1,308 @@
+package templates_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/yaml"
+
+	"github.com/podsecurity/psc-operator/templates"
+	"github.com/podsecurity/psc-operator/templates/policytest"
+)
+
+// This file holds a benchmark-only prototype, not product code: the features of one
+// enforcement action (and one match) folded into a single ConstraintTemplate and constraint,
+// so that Gatekeeper's CEL driver pays its fixed cost per constraint once instead of once per
+// feature. BenchmarkCombined measures it next to the product's one template per feature.
+
+// combinedObjects folds the rendered templates and constraints into one CEL-only template
+// and constraint per group of constraints sharing enforcementAction and match. The shared
+// variables of lib/psc.cel.yaml that do not depend on the parameters are kept once; those
+// that do, and each feature's own variables, are copied per feature under the prefix
+// "<feature>_", with variables.params replaced by the feature's entry of the combined
+// parameters. Each feature keeps its own validation, so each still yields its own message.
+func combinedObjects(tb testing.TB, rendered templates.Inventory) []*unstructured.Unstructured {
+	tb.Helper()
+	libVars := celLibraryVariables(tb)
+	paramDependent := paramDependentVariables(libVars)
+
+	templateByKind := map[string]*unstructured.Unstructured{}
+	for _, t := range rendered.Objects(templates.RoleTemplate) {
+		kind, _, _ := unstructured.NestedString(t.Object, "spec", "crd", "spec", "names", "kind")
+		templateByKind[kind] = t
+	}
+	type group struct {
+		action, match string
+		matchObj      interface{}
+		cons          []*unstructured.Unstructured
+	}
+	var groups []*group
+	for _, c := range rendered.Objects(templates.RoleConstraint) {
+		action, _, _ := unstructured.NestedString(c.Object, "spec", "enforcementAction")
+		matchObj, _, _ := unstructured.NestedFieldCopy(c.Object, "spec", "match")
+		m, err := json.Marshal(matchObj)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		i := slices.IndexFunc(groups, func(g *group) bool { return g.action == action && g.match == string(m) })
+		if i < 0 {
+			groups = append(groups, &group{action: action, match: string(m), matchObj: matchObj})
+			i = len(groups) - 1
+		}
+		groups[i].cons = append(groups[i].cons, c)
+	}
+
+	var objs []*unstructured.Unstructured
+	for gi, g := range groups {
+		kind := fmt.Sprintf("PSCBenchCombined%d", gi)
+		vars := []interface{}{}
+		for _, v := range libVars {
+			if !paramDependent[v.Name] {
+				vars = append(vars, map[string]interface{}{"name": v.Name, "expression": v.Expression})
+			}
+		}
+		var validations []interface{}
+		schemaProps := map[string]interface{}{}
+		params := map[string]interface{}{}
+		for _, c := range g.cons {
+			feature := c.GetLabels()[templates.LabelFeature]
+			tmpl := templateByKind[c.GetKind()]
+			if feature == "" || tmpl == nil {
+				tb.Fatalf("constraint %s: no feature label or template", c.GetName())
+			}
+			prefix := feature + "_"
+			own := ownCELVariables(tb, tmpl, len(libVars))
+			rename := map[string]bool{}
+			for name := range paramDependent {
+				rename[name] = true
+			}
+			for _, v := range own {
+				rename[v.Name] = true
+			}
+			rewrite := func(expr string) string {
+				expr = paramsRef.ReplaceAllString(expr, "(variables.params == null ? null : variables.params.?"+feature+".orValue(null))")
+				return variableRef.ReplaceAllStringFunc(expr, func(ref string) string {
+					name := strings.TrimPrefix(ref, "variables.")
+					if rename[name] {
+						return "variables." + prefix + name
+					}
+					return ref
+				})
+			}
+			for _, v := range libVars {
+				if paramDependent[v.Name] {
+					vars = append(vars, map[string]interface{}{"name": prefix + v.Name, "expression": rewrite(v.Expression)})
+				}
+			}
+			for _, v := range own {
+				vars = append(vars, map[string]interface{}{"name": prefix + v.Name, "expression": rewrite(v.Expression)})
+			}
+			validations = append(validations, map[string]interface{}{
+				"expression":        "size(variables." + prefix + "violations) == 0",
+				"messageExpression": "variables." + prefix + `violations.distinct().join("; ")`,
+			})
+			schema, _, _ := unstructured.NestedFieldCopy(tmpl.Object, "spec", "crd", "spec", "validation", "openAPIV3Schema")
+			if schema == nil {
+				schema = map[string]interface{}{"type": "object", "x-kubernetes-preserve-unknown-fields": true}
+			}
+			schemaProps[feature] = schema
+			p, _, _ := unstructured.NestedFieldCopy(c.Object, "spec", "parameters")
+			if p == nil {
+				p = map[string]interface{}{}
+			}
+			params[feature] = p
+		}
+		objs = append(objs, &unstructured.Unstructured{Object: map[string]interface{}{
+			"apiVersion": templates.TemplateGVK.GroupVersion().String(),
+			"kind":       "ConstraintTemplate",
+			"metadata":   map[string]interface{}{"name": strings.ToLower(kind)},
+			"spec": map[string]interface{}{
+				"crd": map[string]interface{}{"spec": map[string]interface{}{
+					"names":      map[string]interface{}{"kind": kind},
+					"validation": map[string]interface{}{"openAPIV3Schema": map[string]interface{}{"type": "object", "properties": schemaProps}},
+				}},
+				"targets": []interface{}{map[string]interface{}{
+					"target": "admission.k8s.gatekeeper.sh",
+					"code": []interface{}{map[string]interface{}{"engine": "K8sNativeValidation", "source": map[string]interface{}{
+						"variables":     vars,
+						"validations":   validations,
+						"failurePolicy": "Fail",
+						"generateVAP":   false,
+					}}},
+				}},
+			},
+		}}, &unstructured.Unstructured{Object: map[string]interface{}{
+			"apiVersion": templates.ConstraintGroupVersion.String(),
+			"kind":       kind,
+			"metadata":   map[string]interface{}{"name": "combined"},
+			"spec": map[string]interface{}{
+				"enforcementAction": g.action,
+				"match":             g.matchObj,
+				"parameters":        params,
+			},
+		}})
+	}
+	return objs
+}
+
+var (
+	paramsRef   = regexp.MustCompile(`\bvariables\.params\b`)
+	variableRef = regexp.MustCompile(`\bvariables\.[A-Za-z_][A-Za-z0-9_]*`)
+)
+
+type celVariable struct {
+	Name       string `json:"name"`
+	Expression string `json:"expression"`
+}
+
+func celLibraryVariables(tb testing.TB) []celVariable {
+	tb.Helper()
+	data, err := os.ReadFile(filepath.Join("lib", "psc.cel.yaml"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var lib struct {
+		Variables []celVariable `json:"variables"`
+	}
+	if err := yaml.Unmarshal(data, &lib); err != nil {
+		tb.Fatal(err)
+	}
+	return lib.Variables
+}
+
+// paramDependentVariables are the library variables that read variables.params, directly or
+// through another library variable.
+func paramDependentVariables(lib []celVariable) map[string]bool {
+	dep := map[string]bool{}
+	for _, v := range lib {
+		if paramsRef.MatchString(v.Expression) {
+			dep[v.Name] = true
+			continue
+		}
+		for _, ref := range variableRef.FindAllString(v.Expression, -1) {
+			if dep[strings.TrimPrefix(ref, "variables.")] {
+				dep[v.Name] = true
+				break
+			}
+		}
+	}
+	return dep
+}
+
+// ownCELVariables are the variables a rendered template adds after the shared library's.
+func ownCELVariables(tb testing.TB, tmpl *unstructured.Unstructured, libCount int) []celVariable {
+	tb.Helper()
+	targets, _, _ := unstructured.NestedSlice(tmpl.Object, "spec", "targets")
+	for _, t := range targets {
+		code, _, _ := unstructured.NestedSlice(t.(map[string]interface{}), "code")
+		for _, c := range code {
+			entry := c.(map[string]interface{})
+			if entry["engine"] != templates.EngineCEL {
+				continue
+			}
+			vars, _, _ := unstructured.NestedSlice(entry, "source", "variables")
+			var out []celVariable
+			for _, v := range vars[libCount:] {
+				m := v.(map[string]interface{})
+				out = append(out, celVariable{Name: m["name"].(string), Expression: m["expression"].(string)})
+			}
+			return out
+		}
+	}
+	tb.Fatalf("template %s has no %s code", tmpl.GetName(), templates.EngineCEL)
+	return nil
+}
+
+// BenchmarkCombined compares the product's layout (one CEL template and constraint per
+// feature, 17 for the full sample) with the prototype folding them into one per enforcement
+// action, on the full sample's pods. Before measuring it checks that the prototype reports
+// exactly the product's messages on both pods.
+func BenchmarkCombined(b *testing.B) {
+	data, err := os.ReadFile(filepath.Join("..", "config", "samples", "policy_v1alpha1_podsecurityconstraints_full.yaml"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	psc, err := loadSpec(b, data)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rendered, err := templates.Render(&psc.Spec, templates.DefaultOptions())
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	perFeature, err := policytest.NewWithEngine(ctx, policytest.EngineCEL, rendered.Objects(templates.RoleTemplate, templates.RoleConstraint))
+	if err != nil {
+		b.Fatal(err)
+	}
+	combinedObjs := combinedObjects(b, rendered)
+	combined, err := policytest.NewWithEngine(ctx, policytest.EngineCEL, combinedObjs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("per-feature: %d constraints; combined: %d", len(rendered.Objects(templates.RoleConstraint)), len(combinedObjs)/2)
+	for _, name := range []string{"compliant", "all-violating"} {
+		pod := readObject(b, filepath.Join("testdata", "pods", name+".yaml"))
+		req := policytest.Request{Object: pod, Namespace: "shop"}
+		want, err := perFeature.Review(ctx, req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		got, err := combined.Review(ctx, req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if w, g := policytest.Messages(want), policytest.Messages(got); !slices.Equal(w, g) {
+			b.Fatalf("%s pod: the combined prototype reports\n%s\nthe product\n%s", name, strings.Join(g, "\n"), strings.Join(w, "\n"))
+		}
+		b.Run("per-feature/"+name, func(b *testing.B) { benchReview(b, perFeature, []map[string]interface{}{pod}) })
+		b.Run("combined/"+name, func(b *testing.B) { benchReview(b, combined, []map[string]interface{}{pod}) })
+	}
+}
+
+// BenchmarkConstraintCount is the engines' fixed cost per constraint: N templates whose code
+// does next to nothing (one field lookup that never matches), on the compliant pod, for N =
+// 1, 5, 15, 17, each on the CEL driver and on the Rego driver.
+func BenchmarkConstraintCount(b *testing.B) {
+	pod := readObject(b, filepath.Join("testdata", "pods", "compliant.yaml"))
+	for _, engine := range policytest.Engines() {
+		for _, n := range []int{1, 5, 15, 17} {
+			ev, err := policytest.NewWithEngine(context.Background(), engine, floorObjectsFor(engine, n))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Run(fmt.Sprintf("%s/%d", engine, n), func(b *testing.B) { benchReview(b, ev, []map[string]interface{}{pod}) })
+		}
+	}
+}
+
+// floorObjectsFor is floorObjects with CEL code instead of Rego for the CEL engine.
+func floorObjectsFor(engine policytest.Engine, n int) []*unstructured.Unstructured {
+	objs := floorObjects(n)
+	if engine != policytest.EngineCEL {
+		return objs
+	}
+	for _, o := range objs {
+		if o.GetKind() != "ConstraintTemplate" {
+			continue
+		}
+		_ = unstructured.SetNestedSlice(o.Object, []interface{}{map[string]interface{}{
+			"target": "admission.k8s.gatekeeper.sh",
+			"code": []interface{}{map[string]interface{}{"engine": "K8sNativeValidation", "source": map[string]interface{}{
+				"validations": []interface{}{map[string]interface{}{
+					"expression": "!has(variables.anyObject.spec.benchFloor)",
+					"message":    "never",
+				}},
+			}}},
+		}}, "spec", "targets")
+	}
+	return objs
+}
