@@ -24,6 +24,10 @@ if [[ -z "${PSC_GATEKEEPER_LIBRARY:-}" ]]; then
   echo "PSC_GATEKEEPER_LIBRARY is not set: gatekeeper-library is not measured (set it to a checkout of github.com/open-policy-agent/gatekeeper-library)."
 fi
 
+# The combined-template prototype measured below must report the product's messages on every
+# policy case before its figures mean anything.
+PSC_BENCH_PROTOTYPE=1 go test -count=1 -run '^TestCombinedPrototypeMatchesCases$' ./templates/
+
 go test -run '^$' -bench "${BENCH}" -benchmem -count="${COUNT}" ./templates/... | tee "${out}/go.txt"
 
 # Medians per benchmark, then one table per benchmark family with ratios to a reference row.
@@ -44,7 +48,7 @@ awk -v ref_library="library/default" '
     printf "\nGo benchmarks, median of %d runs (ms per review, allocations per review)\n", n[order[1]]
     printf "%-62s %10s %10s %8s\n", "benchmark", "ms/review", "allocs", "ratio"
     for (i = 1; i <= k; i++) {
-      name = order[i]; ms[name] = median(t, name, n[name]) / 1e6; al[name] = median(a, name, n[name])
+      name = order[i]; ms[name] = median(t, name, n[name]) / 1e6; allocs[name] = median(a, name, n[name])
     }
     for (i = 1; i <= k; i++) {
       name = order[i]; ratio = ""
@@ -54,13 +58,20 @@ awk -v ref_library="library/default" '
         if (refname in ms && ms[refname] > 0) ratio = sprintf("%.2fx", ms[name] / ms[refname])
       }
       # BenchmarkCombined: the prototype against the product, same pod.
-      if (name ~ /^BenchmarkCombined\/combined\//) {
-        refname = name; sub(/combined\//, "per-feature/", refname)
+      if (name ~ /^BenchmarkCombined\/combined/) {
+        refname = name; sub(/combined(-shared)?\//, "per-feature/", refname)
         if (refname in ms && ms[refname] > 0) ratio = sprintf("%.2fx", ms[name] / ms[refname])
       }
-      printf "%-62s %10.3f %10d %8s\n", name, ms[name], al[name], ratio
+      printf "%-62s %10.3f %10d %8s\n", name, ms[name], allocs[name], ratio
     }
   }' "${out}/go.txt"
+
+# Latency ratios on a shared machine: every side reviews the pod in turn, in one loop.
+if [[ -n "${PSC_GATEKEEPER_LIBRARY:-}" ]]; then
+  echo
+  PSC_BENCH_INTERLEAVED=1 go test -run '^$' -bench '^BenchmarkLibraryInterleaved$' -benchtime="${INTERLEAVED_ITERATIONS:-300}x" -count=1 ./templates/ |
+    grep -v '^\(goos\|goarch\|pkg\|cpu\|PASS\|ok\)'
+fi
 
 [[ "${GATOR_BENCH:-1}" == "0" ]] && exit 0
 
@@ -79,7 +90,7 @@ to_ms() { # Go duration string -> milliseconds
 echo
 echo "gator bench (${GATOR_ITERATIONS} iterations), p50 per review"
 printf "%-34s %-14s %10s %10s %6s\n" "side" "pod" "p50 ms" "allocs" "viol."
-sides=("psc cel" "psc rego" "psc-combined cel")
+sides=("psc cel" "psc rego" "psc-combined cel" "psc-combined-shared cel")
 [[ -d "${out}/gator/library" ]] && sides+=("library cel" "library rego" "library-rego-only rego")
 for pod in compliant all-violating; do
   for s in "${sides[@]}"; do

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 
+	"github.com/podsecurity/psc-operator/api/v1alpha1/validation"
 	"github.com/podsecurity/psc-operator/templates"
 	"github.com/podsecurity/psc-operator/templates/policytest"
 )
@@ -29,10 +30,14 @@ import (
 // that do, and each feature's own variables, are copied per feature under the prefix
 // "<feature>_", with variables.params replaced by the feature's entry of the combined
 // parameters. Each feature keeps its own validation, so each still yields its own message.
-func combinedObjects(tb testing.TB, rendered templates.Inventory) []*unstructured.Unstructured {
+//
+// With shareExemptions, when every constraint of a group has the same exemptImages, the
+// library variables are kept once, reading exemptImages from a top-level parameter (so the
+// containers to check are computed once per request), and only `parameters` is per feature.
+func combinedObjects(tb testing.TB, rendered templates.Inventory, shareExemptions bool) []*unstructured.Unstructured {
 	tb.Helper()
 	libVars := celLibraryVariables(tb)
-	paramDependent := paramDependentVariables(libVars)
+	perFeatureLib := paramDependentVariables(libVars)
 
 	templateByKind := map[string]*unstructured.Unstructured{}
 	for _, t := range rendered.Objects(templates.RoleTemplate) {
@@ -63,9 +68,18 @@ func combinedObjects(tb testing.TB, rendered templates.Inventory) []*unstructure
 	var objs []*unstructured.Unstructured
 	for gi, g := range groups {
 		kind := fmt.Sprintf("PSCBenchCombined%d", gi)
+		// notShared: library variables not kept once; paramDependent: those copied per feature.
+		notShared, paramDependent := perFeatureLib, perFeatureLib
+		exempt, shared := commonExemptImages(g.cons)
+		shared = shared && shareExemptions
+		if shared {
+			// Kept once, reading the combined parameters (exemptImages at the top level);
+			// each feature still gets its own `parameters`.
+			notShared, paramDependent = map[string]bool{}, map[string]bool{"parameters": true}
+		}
 		vars := []interface{}{}
 		for _, v := range libVars {
-			if !paramDependent[v.Name] {
+			if !notShared[v.Name] {
 				vars = append(vars, map[string]interface{}{"name": v.Name, "expression": v.Expression})
 			}
 		}
@@ -120,6 +134,10 @@ func combinedObjects(tb testing.TB, rendered templates.Inventory) []*unstructure
 			}
 			params[feature] = p
 		}
+		if shared {
+			params["exemptImages"] = exempt
+			schemaProps["exemptImages"] = map[string]interface{}{"type": "array", "items": map[string]interface{}{"type": "string"}}
+		}
 		objs = append(objs, &unstructured.Unstructured{Object: map[string]interface{}{
 			"apiVersion": templates.TemplateGVK.GroupVersion().String(),
 			"kind":       "ConstraintTemplate",
@@ -151,6 +169,28 @@ func combinedObjects(tb testing.TB, rendered templates.Inventory) []*unstructure
 		}})
 	}
 	return objs
+}
+
+// commonExemptImages is the exemptImages every constraint of the group has, if they are all
+// equal (a constraint without the parameter counts as an empty list).
+func commonExemptImages(cons []*unstructured.Unstructured) ([]interface{}, bool) {
+	var first []interface{}
+	for i, c := range cons {
+		list, _, _ := unstructured.NestedSlice(c.Object, "spec", "parameters", "exemptImages")
+		if list == nil {
+			list = []interface{}{}
+		}
+		if i == 0 {
+			first = list
+			continue
+		}
+		a, _ := json.Marshal(first)
+		b, _ := json.Marshal(list)
+		if string(a) != string(b) {
+			return nil, false
+		}
+	}
+	return first, true
 }
 
 var (
@@ -243,8 +283,12 @@ func BenchmarkCombined(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	combinedObjs := combinedObjects(b, rendered)
+	combinedObjs := combinedObjects(b, rendered, false)
 	combined, err := policytest.NewWithEngine(ctx, policytest.EngineCEL, combinedObjs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	shared, err := policytest.NewWithEngine(ctx, policytest.EngineCEL, combinedObjects(b, rendered, true))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -256,15 +300,18 @@ func BenchmarkCombined(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		got, err := combined.Review(ctx, req)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if w, g := policytest.Messages(want), policytest.Messages(got); !slices.Equal(w, g) {
-			b.Fatalf("%s pod: the combined prototype reports\n%s\nthe product\n%s", name, strings.Join(g, "\n"), strings.Join(w, "\n"))
+		for _, ev := range []*policytest.Evaluator{combined, shared} {
+			got, err := ev.Review(ctx, req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if w, g := policytest.Messages(want), policytest.Messages(got); !slices.Equal(w, g) {
+				b.Fatalf("%s pod: the combined prototype reports\n%s\nthe product\n%s", name, strings.Join(g, "\n"), strings.Join(w, "\n"))
+			}
 		}
 		b.Run("per-feature/"+name, func(b *testing.B) { benchReview(b, perFeature, []map[string]interface{}{pod}) })
 		b.Run("combined/"+name, func(b *testing.B) { benchReview(b, combined, []map[string]interface{}{pod}) })
+		b.Run("combined-shared/"+name, func(b *testing.B) { benchReview(b, shared, []map[string]interface{}{pod}) })
 	}
 }
 
@@ -305,4 +352,116 @@ func floorObjectsFor(engine policytest.Engine, n int) []*unstructured.Unstructur
 		}}, "spec", "targets")
 	}
 	return objs
+}
+
+// BenchmarkPerFeature is each feature of the full sample alone (one CEL template and its
+// constraint, as Gatekeeper runs it by default) on both pods: compared with
+// BenchmarkConstraintCount/K8sNativeValidation/1 it gives the cost of each feature's
+// expressions beyond the fixed cost of a constraint.
+func BenchmarkPerFeature(b *testing.B) {
+	rendered := fullSampleRendered(b)
+	for _, feature := range rendered.Features() {
+		var objs []*unstructured.Unstructured
+		for _, role := range []templates.Role{templates.RoleTemplate, templates.RoleConstraint} {
+			o, ok := rendered.Find(role, feature)
+			if !ok {
+				b.Fatalf("feature %s: no %v rendered", feature, role)
+			}
+			objs = append(objs, o)
+		}
+		ev, err := policytest.NewWithEngine(context.Background(), policytest.EngineCEL, objs)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, name := range []string{"compliant", "all-violating"} {
+			pod := readObject(b, filepath.Join("testdata", "pods", name+".yaml"))
+			b.Run(feature+"/"+name, func(b *testing.B) { benchReview(b, ev, []map[string]interface{}{pod}) })
+		}
+	}
+}
+
+// TestCombinedPrototypeMatchesCases backs BenchmarkCombined's figures: on every case of
+// every feature's cases.yaml, rendered with the case's spec, both combined prototypes report
+// exactly the messages of the product's one template per feature (CEL). It only runs with
+// PSC_BENCH_PROTOTYPE set (make bench does), as it checks benchmark-only code.
+func TestCombinedPrototypeMatchesCases(t *testing.T) {
+	if os.Getenv("PSC_BENCH_PROTOTYPE") == "" {
+		t.Skip("PSC_BENCH_PROTOTYPE is not set: checks the benchmark-only prototype (make bench runs it)")
+	}
+	ctx := context.Background()
+	v, err := validation.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	type layouts struct{ product, combined, shared *policytest.Evaluator }
+	cache := map[string]layouts{}
+	load := func(t *testing.T, spec map[string]interface{}) layouts {
+		key, err := json.Marshal(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l, ok := cache[string(key)]; ok {
+			return l
+		}
+		var specCopy map[string]interface{}
+		if err := json.Unmarshal(key, &specCopy); err != nil {
+			t.Fatal(err)
+		}
+		psc, errs := v.DefaultAndValidate(ctx, map[string]interface{}{
+			"apiVersion": "policy.podsecurity.dev/v1alpha1", "kind": "PodSecurityConstraints",
+			"metadata": map[string]interface{}{"name": "cluster"}, "spec": specCopy,
+		})
+		if len(errs) > 0 {
+			t.Fatalf("case spec is invalid: %v", errs.ToAggregate())
+		}
+		rendered, err := templates.Render(&psc.Spec, templates.DefaultOptions())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev := func(objs []*unstructured.Unstructured) *policytest.Evaluator {
+			e, err := policytest.NewWithEngine(ctx, policytest.EngineCEL, objs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return e
+		}
+		l := layouts{
+			product:  ev(rendered.Objects(templates.RoleTemplate, templates.RoleConstraint)),
+			combined: ev(combinedObjects(t, rendered, false)),
+			shared:   ev(combinedObjects(t, rendered, true)),
+		}
+		cache[string(key)] = l
+		return l
+	}
+	n := 0
+	for _, f := range templates.Features() {
+		cases, err := policytest.LoadCases(filepath.Join(f.Name, "cases.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range cases {
+			t.Run(f.Name+"/"+c.Name, func(t *testing.T) {
+				l := load(t, c.SpecFor(f.Name))
+				req := policytest.Request{
+					Operation: c.Operation, SubResource: c.SubResource, Namespace: c.Namespace,
+					Object: c.Object, OldObject: c.OldObject, Generated: c.Generated,
+				}
+				review := func(ev *policytest.Evaluator) []string {
+					got, err := ev.Review(ctx, req)
+					if err != nil {
+						t.Fatalf("review: %v", err)
+					}
+					return policytest.Messages(got)
+				}
+				want := review(l.product)
+				for name, ev := range map[string]*policytest.Evaluator{"combined": l.combined, "combined-shared": l.shared} {
+					if got := review(ev); !slices.Equal(got, want) {
+						t.Errorf("%s prototype:\n got: %q\nwant: %q", name, got, want)
+					}
+				}
+			})
+			n++
+		}
+	}
+	t.Logf("%d cases, %d distinct specs", n, len(cache))
 }

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
@@ -179,12 +181,19 @@ func excludedOf(tb testing.TB, rendered templates.Inventory) []interface{} {
 	return excluded
 }
 
-// BenchmarkLibrary measures, in one run and through the same client, our full sample (17
-// constraints) and gatekeeper-library's 15 matching PSP templates configured alike, each on
-// Gatekeeper's default engine configuration (CEL where a template has it, Rego otherwise) and
-// with Rego forced, plus the benchmark-only combined prototype, on the compliant and the
-// all-violating pod. Needs PSC_GATEKEEPER_LIBRARY.
-func BenchmarkLibrary(b *testing.B) {
+// benchSide is one configuration measured side by side.
+type benchSide struct {
+	name string
+	ev   *policytest.Evaluator
+}
+
+// librarySides loads, each in its own client, our full sample (17 constraints) and
+// gatekeeper-library's 15 matching PSP templates configured alike, each on Gatekeeper's
+// default engine configuration (CEL where a template has it, Rego otherwise) and with Rego
+// forced, plus the benchmark-only combined prototypes. The first library side is the
+// reference of the ratios. It logs what each side reports on both pods.
+func librarySides(b *testing.B) []benchSide {
+	b.Helper()
 	root := libraryRoot(b)
 	rendered := fullSampleRendered(b)
 	lib, info := libraryObjects(b, root, excludedOf(b, rendered))
@@ -198,15 +207,13 @@ func BenchmarkLibrary(b *testing.B) {
 		}
 		return ev
 	}
-	sides := []struct {
-		name string
-		ev   *policytest.Evaluator
-	}{
-		{"psc/default", load(policytest.EngineCEL, ours)},
-		{"psc/rego", load(policytest.EngineRego, ours)},
+	sides := []benchSide{
 		{"library/default", load(policytest.EngineCEL, lib)},
 		{"library/rego", load(policytest.EngineRego, lib)},
-		{"psc-combined/default", load(policytest.EngineCEL, combinedObjects(b, rendered))},
+		{"psc/default", load(policytest.EngineCEL, ours)},
+		{"psc/rego", load(policytest.EngineRego, ours)},
+		{"psc-combined/default", load(policytest.EngineCEL, combinedObjects(b, rendered, false))},
+		{"psc-combined-shared/default", load(policytest.EngineCEL, combinedObjects(b, rendered, true))},
 	}
 	for _, name := range []string{"compliant", "all-violating"} {
 		pod := readObject(b, filepath.Join("testdata", "pods", name+".yaml"))
@@ -224,10 +231,76 @@ func BenchmarkLibrary(b *testing.B) {
 				b.Logf("  compliant pod denied by %s: %s", s.name, strings.Join(policytest.Messages(vs), " | "))
 			}
 		}
+	}
+	return sides
+}
+
+// BenchmarkLibrary measures each side of librarySides on the compliant and the
+// all-violating pod: ns/op and allocations per review. Needs PSC_GATEKEEPER_LIBRARY.
+func BenchmarkLibrary(b *testing.B) {
+	sides := librarySides(b)
+	for _, name := range []string{"compliant", "all-violating"} {
+		pod := readObject(b, filepath.Join("testdata", "pods", name+".yaml"))
 		for _, s := range sides {
 			b.Run(s.name+"/"+name, func(b *testing.B) { benchReview(b, s.ev, []map[string]interface{}{pod}) })
 		}
 	}
+}
+
+// BenchmarkLibraryInterleaved is the latency comparison that stays fair on a shared, loaded
+// machine: every iteration reviews the pod once with each side, in a rotating order, timing
+// each review, so that all sides see the same load. It prints the p50 of each side and its
+// ratio to the library on Gatekeeper's default, and reports the ratios as metrics.
+func BenchmarkLibraryInterleaved(b *testing.B) {
+	if os.Getenv("PSC_BENCH_INTERLEAVED") == "" {
+		b.Skip("PSC_BENCH_INTERLEAVED is not set: hack/bench.sh runs this with a fixed number of iterations")
+	}
+	sides := librarySides(b)
+	ctx := context.Background()
+	for _, name := range []string{"compliant", "all-violating"} {
+		pod := readObject(b, filepath.Join("testdata", "pods", name+".yaml"))
+		b.Run(name, func(b *testing.B) {
+			durations := make([][]time.Duration, len(sides))
+			i := 0
+			for b.Loop() {
+				for k := range sides {
+					j := (k + i) % len(sides)
+					start := time.Now()
+					if _, err := sides[j].ev.Review(ctx, policytest.Request{Object: pod, Namespace: "shop"}); err != nil {
+						b.Fatal(err)
+					}
+					durations[j] = append(durations[j], time.Since(start))
+				}
+				i++
+			}
+			p50 := make([]time.Duration, len(sides))
+			for k, d := range durations {
+				slices.Sort(d)
+				p50[k] = d[len(d)/2]
+			}
+			fmt.Printf("interleaved p50, %s pod, %d reviews per side (load average %s):\n", name, i, loadAverage())
+			for k, s := range sides {
+				ratio := float64(p50[k]) / float64(p50[0])
+				fmt.Printf("  %-30s %8.3f ms  %5.2fx library/default\n", s.name, float64(p50[k])/1e6, ratio)
+				if k > 0 {
+					b.ReportMetric(ratio, "x-"+strings.ReplaceAll(s.name, "/", "-"))
+				}
+			}
+		})
+	}
+}
+
+// loadAverage is the 1-, 5- and 15-minute load average, for the record.
+func loadAverage() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	fields := strings.Fields(string(data))
+	if len(fields) < 3 {
+		return "unknown"
+	}
+	return strings.Join(fields[:3], " ")
 }
 
 // TestWriteGatorBenchInputs writes the inputs of hack/bench-gator.sh into PSC_BENCH_GATOR_DIR
@@ -254,7 +327,8 @@ func TestWriteGatorBenchInputs(t *testing.T) {
 		}
 	}
 	write("psc", rendered.Objects(templates.RoleTemplate, templates.RoleConstraint))
-	write("psc-combined", combinedObjects(t, rendered))
+	write("psc-combined", combinedObjects(t, rendered, false))
+	write("psc-combined-shared", combinedObjects(t, rendered, true))
 	for _, name := range []string{"compliant", "all-violating"} {
 		pod := &unstructured.Unstructured{Object: readObject(t, filepath.Join("testdata", "pods", name+".yaml"))}
 		write(filepath.Join("pods", name), []*unstructured.Unstructured{pod})
