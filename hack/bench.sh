@@ -58,8 +58,8 @@ awk -v ref_library="library/default" '
         if (refname in ms && ms[refname] > 0) ratio = sprintf("%.2fx", ms[name] / ms[refname])
       }
       # BenchmarkCombined: the prototype against the product, same pod.
-      if (name ~ /^BenchmarkCombined\/combined/) {
-        refname = name; sub(/combined(-shared)?\//, "per-feature/", refname)
+      if (name ~ /^BenchmarkCombined\// && name !~ /\/per-feature\//) {
+        refname = name; sub(/BenchmarkCombined\/[^\/]*\//, "BenchmarkCombined/per-feature/", refname)
         if (refname in ms && ms[refname] > 0) ratio = sprintf("%.2fx", ms[name] / ms[refname])
       }
       printf "%-62s %10.3f %10d %8s\n", name, ms[name], allocs[name], ratio
@@ -90,7 +90,7 @@ to_ms() { # Go duration string -> milliseconds
 echo
 echo "gator bench (${GATOR_ITERATIONS} iterations), p50 per review"
 printf "%-34s %-14s %10s %10s %6s\n" "side" "pod" "p50 ms" "allocs" "viol."
-sides=("psc cel" "psc rego" "psc-combined cel" "psc-combined-shared cel")
+sides=("psc cel" "psc rego" "psc-gated cel" "psc-combined cel" "psc-combined-shared cel" "psc-combined-shared-gated cel")
 [[ -d "${out}/gator/library" ]] && sides+=("library cel" "library rego" "library-rego-only rego")
 for pod in compliant all-violating; do
   for s in "${sides[@]}"; do

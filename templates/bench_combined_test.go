@@ -292,6 +292,14 @@ func BenchmarkCombined(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	gated, err := policytest.NewWithEngine(ctx, policytest.EngineCEL, gatedObjects(b, rendered.Objects(templates.RoleTemplate, templates.RoleConstraint)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	sharedGated, err := policytest.NewWithEngine(ctx, policytest.EngineCEL, gatedObjects(b, combinedObjects(b, rendered, true)))
+	if err != nil {
+		b.Fatal(err)
+	}
 	b.Logf("per-feature: %d constraints; combined: %d", len(rendered.Objects(templates.RoleConstraint)), len(combinedObjs)/2)
 	for _, name := range []string{"compliant", "all-violating"} {
 		pod := readObject(b, filepath.Join("testdata", "pods", name+".yaml"))
@@ -300,7 +308,7 @@ func BenchmarkCombined(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		for _, ev := range []*policytest.Evaluator{combined, shared} {
+		for _, ev := range []*policytest.Evaluator{combined, shared, gated, sharedGated} {
 			got, err := ev.Review(ctx, req)
 			if err != nil {
 				b.Fatal(err)
@@ -312,6 +320,8 @@ func BenchmarkCombined(b *testing.B) {
 		b.Run("per-feature/"+name, func(b *testing.B) { benchReview(b, perFeature, []map[string]interface{}{pod}) })
 		b.Run("combined/"+name, func(b *testing.B) { benchReview(b, combined, []map[string]interface{}{pod}) })
 		b.Run("combined-shared/"+name, func(b *testing.B) { benchReview(b, shared, []map[string]interface{}{pod}) })
+		b.Run("per-feature-gated/"+name, func(b *testing.B) { benchReview(b, gated, []map[string]interface{}{pod}) })
+		b.Run("combined-shared-gated/"+name, func(b *testing.B) { benchReview(b, sharedGated, []map[string]interface{}{pod}) })
 	}
 }
 
@@ -393,7 +403,7 @@ func TestCombinedPrototypeMatchesCases(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	type layouts struct{ product, combined, shared *policytest.Evaluator }
+	type layouts struct{ product, combined, shared, gated, sharedGated *policytest.Evaluator }
 	cache := map[string]layouts{}
 	load := func(t *testing.T, spec map[string]interface{}) layouts {
 		key, err := json.Marshal(spec)
@@ -426,9 +436,11 @@ func TestCombinedPrototypeMatchesCases(t *testing.T) {
 			return e
 		}
 		l := layouts{
-			product:  ev(rendered.Objects(templates.RoleTemplate, templates.RoleConstraint)),
-			combined: ev(combinedObjects(t, rendered, false)),
-			shared:   ev(combinedObjects(t, rendered, true)),
+			product:     ev(rendered.Objects(templates.RoleTemplate, templates.RoleConstraint)),
+			combined:    ev(combinedObjects(t, rendered, false)),
+			shared:      ev(combinedObjects(t, rendered, true)),
+			gated:       ev(gatedObjects(t, rendered.Objects(templates.RoleTemplate, templates.RoleConstraint))),
+			sharedGated: ev(gatedObjects(t, combinedObjects(t, rendered, true))),
 		}
 		cache[string(key)] = l
 		return l
@@ -454,7 +466,7 @@ func TestCombinedPrototypeMatchesCases(t *testing.T) {
 					return policytest.Messages(got)
 				}
 				want := review(l.product)
-				for name, ev := range map[string]*policytest.Evaluator{"combined": l.combined, "combined-shared": l.shared} {
+				for name, ev := range map[string]*policytest.Evaluator{"combined": l.combined, "combined-shared": l.shared, "gated": l.gated, "combined-shared-gated": l.sharedGated} {
 					if got := review(ev); !slices.Equal(got, want) {
 						t.Errorf("%s prototype:\n got: %q\nwant: %q", name, got, want)
 					}
@@ -464,4 +476,50 @@ func TestCombinedPrototypeMatchesCases(t *testing.T) {
 		}
 	}
 	t.Logf("%d cases, %d distinct specs", n, len(cache))
+}
+
+// gatedObjects returns copies of objs whose CEL code gets a matchCondition that is true only
+// when the template finds a violation (every `*violations` variable of the source, or-ed).
+// Gatekeeper's CEL driver, like the API server's ValidatingAdmissionPolicy code, evaluates a
+// template's validations, then all its messageExpressions, then its audit annotations, each
+// with a fresh activation (the request converted again) and fresh variables; a false match
+// condition ends the evaluation after the first. Benchmark-only: a VAP's matchConditions
+// cannot read variables, so this could not be generated as a VAP.
+func gatedObjects(tb testing.TB, objs []*unstructured.Unstructured) []*unstructured.Unstructured {
+	tb.Helper()
+	var out []*unstructured.Unstructured
+	for _, o := range objs {
+		o = o.DeepCopy()
+		out = append(out, o)
+		if o.GetKind() != "ConstraintTemplate" {
+			continue
+		}
+		targets, _, _ := unstructured.NestedSlice(o.Object, "spec", "targets")
+		for _, t := range targets {
+			code, _ := t.(map[string]interface{})["code"].([]interface{})
+			for _, c := range code {
+				entry := c.(map[string]interface{})
+				if entry["engine"] != templates.EngineCEL {
+					continue
+				}
+				source := entry["source"].(map[string]interface{})
+				var terms []string
+				for _, v := range source["variables"].([]interface{}) {
+					if name := v.(map[string]interface{})["name"].(string); strings.HasSuffix(name, "violations") {
+						terms = append(terms, "size(variables."+name+") > 0")
+					}
+				}
+				if len(terms) == 0 {
+					tb.Fatalf("template %s: no violations variable", o.GetName())
+				}
+				source["matchCondition"] = []interface{}{map[string]interface{}{
+					"name": "psc-has-violations", "expression": strings.Join(terms, " || "),
+				}}
+			}
+		}
+		if err := unstructured.SetNestedSlice(o.Object, targets, "spec", "targets"); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return out
 }

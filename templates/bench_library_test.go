@@ -214,6 +214,8 @@ func librarySides(b *testing.B) []benchSide {
 		{"psc/rego", load(policytest.EngineRego, ours)},
 		{"psc-combined/default", load(policytest.EngineCEL, combinedObjects(b, rendered, false))},
 		{"psc-combined-shared/default", load(policytest.EngineCEL, combinedObjects(b, rendered, true))},
+		{"psc-gated/default", load(policytest.EngineCEL, gatedObjects(b, ours))},
+		{"psc-combined-shared-gated/default", load(policytest.EngineCEL, gatedObjects(b, combinedObjects(b, rendered, true)))},
 	}
 	for _, name := range []string{"compliant", "all-violating"} {
 		pod := readObject(b, filepath.Join("testdata", "pods", name+".yaml"))
@@ -303,9 +305,9 @@ func loadAverage() string {
 	return strings.Join(fields[:3], " ")
 }
 
-// TestWriteGatorBenchInputs writes the inputs of hack/bench-gator.sh into PSC_BENCH_GATOR_DIR
-// (skipped when unset): psc/ (our full sample's templates and constraints), psc-combined/
-// (the prototype), pods/<name>/pod.yaml and, with PSC_GATEKEEPER_LIBRARY, library/ (the 15
+// TestWriteGatorBenchInputs writes the inputs of hack/bench.sh's gator runs into
+// PSC_BENCH_GATOR_DIR (skipped when unset): psc/ (our full sample's templates and
+// constraints), psc-combined*/ and psc-gated/ (the prototypes), pods/<name>/objects.yaml and, with PSC_GATEKEEPER_LIBRARY, library/ (the 15
 // templates and their constraints) and library-rego-only/ (the library templates without CEL
 // code, which `gator bench -e cel` skips).
 func TestWriteGatorBenchInputs(t *testing.T) {
@@ -329,6 +331,8 @@ func TestWriteGatorBenchInputs(t *testing.T) {
 	write("psc", rendered.Objects(templates.RoleTemplate, templates.RoleConstraint))
 	write("psc-combined", combinedObjects(t, rendered, false))
 	write("psc-combined-shared", combinedObjects(t, rendered, true))
+	write("psc-gated", gatedObjects(t, rendered.Objects(templates.RoleTemplate, templates.RoleConstraint)))
+	write("psc-combined-shared-gated", gatedObjects(t, combinedObjects(t, rendered, true)))
 	for _, name := range []string{"compliant", "all-violating"} {
 		pod := &unstructured.Unstructured{Object: readObject(t, filepath.Join("testdata", "pods", name+".yaml"))}
 		write(filepath.Join("pods", name), []*unstructured.Unstructured{pod})
