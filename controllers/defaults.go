@@ -155,7 +155,7 @@ func defaultsCondition(facts reconcileFacts) metav1.Condition {
 			". If this persists, no Gatekeeper pod runs --operation=mutation-status, or mutation is not enabled (--operation=mutation-webhook).")
 	case len(byState[v1alpha1.DefaultsWithheld]) > 0:
 		msg := "spec.setDefaults is on, but defaults are withheld for " + strings.Join(byState[v1alpha1.DefaultsWithheld], "; ") +
-			". Pods that leave those features' fields unset are denied."
+			". Their fields are not filled in: pods that leave them unset are judged as they are."
 		if len(active) > 0 {
 			msg += fmt.Sprintf(" Defaults are active for %d features: %s.", len(active), strings.Join(active, ", "))
 		}

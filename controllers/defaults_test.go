@@ -83,7 +83,7 @@ func TestDefaultsCondition(t *testing.T) {
 		}}, wantStatus: metav1.ConditionFalse, wantReason: ReasonMutatorsNotReported, wantMsg: "--operation=mutation-status"},
 		{name: "all withheld", facts: reconcileFacts{MasterEnabled: true, Features: []featureFacts{
 			withDefaults("readOnlyRootFilesystem", func(d *defaultsFacts) { *d = defaultsFacts{Withheld: "the feature exempts images (falco)"} }),
-		}}, wantStatus: metav1.ConditionFalse, wantReason: ReasonDefaultsWithheld, wantMsg: "withheld for readOnlyRootFilesystem (the feature exempts images (falco)). Pods that leave those features' fields unset are denied."},
+		}}, wantStatus: metav1.ConditionFalse, wantReason: ReasonDefaultsWithheld, wantMsg: "withheld for readOnlyRootFilesystem (the feature exempts images (falco)). Their fields are not filled in"},
 		{name: "some withheld, the rest active", facts: reconcileFacts{MasterEnabled: true, Features: []featureFacts{
 			withDefaults("readOnlyRootFilesystem", func(d *defaultsFacts) { *d = defaultsFacts{Withheld: "the feature exempts images (falco)"} }),
 			withDefaults("seccomp", nil),

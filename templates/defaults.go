@@ -116,8 +116,12 @@ func decideDefaults(f Feature, spec *v1alpha1.PodSecurityConstraintsSpec, block 
 	if !f.HasDefaults() {
 		return defaultsDecision{}, nil, nil
 	}
+	on := spec.SetDefaults != nil && *spec.SetDefaults
 	own, explicit := block["setDefaults"].(bool)
-	if explicit && !own || !explicit && (spec.SetDefaults == nil || !*spec.SetDefaults) {
+	if explicit {
+		on = own
+	}
+	if !on {
 		return defaultsDecision{}, nil, nil
 	}
 	rules, err := f.defaultRules(block)
