@@ -19,12 +19,10 @@ import (
 // gatekeeper-library is a benchmark input only: nothing of it is in this repository. The
 // benchmarks read its PSP templates at run time from a checkout named by
 // PSC_GATEKEEPER_LIBRARY (the directory holding library/pod-security-policy), and skip with
-// a message when it is not set. GatekeeperLibraryRef is the revision the README's figures
-// were measured with.
-const (
-	gatekeeperLibraryEnv = "PSC_GATEKEEPER_LIBRARY"
-	GatekeeperLibraryRef = "master as of 2026-11 (template versions logged by the benchmark)"
-)
+// a message when it is not set. The README's figures were measured with the template
+// versions (metadata.gatekeeper.sh/version) pinned in libraryPSP; a checkout with other
+// versions is measured all the same, with a log line naming the differences.
+const gatekeeperLibraryEnv = "PSC_GATEKEEPER_LIBRARY"
 
 // libraryPSP lists the 15 gatekeeper-library PSP templates that match our features, with
 // parameters configured like config/samples/..._full.yaml. fsgroup is left out: its
@@ -34,41 +32,42 @@ const (
 // constraints against the library's 15.
 var libraryPSP = []struct {
 	dir     string
+	version string
 	feature string
 	params  map[string]interface{}
 }{
-	{"allow-privilege-escalation", "privilegeEscalation", nil},
-	{"apparmor", "appArmor", map[string]interface{}{"allowedProfiles": []interface{}{"runtime/default", "localhost/*"}}},
-	{"capabilities", "capabilities", map[string]interface{}{
+	{"allow-privilege-escalation", "1.1.1", "privilegeEscalation", nil},
+	{"apparmor", "1.1.1", "appArmor", map[string]interface{}{"allowedProfiles": []interface{}{"runtime/default", "localhost/*"}}},
+	{"capabilities", "1.1.3", "capabilities", map[string]interface{}{
 		"allowedCapabilities": []interface{}{"NET_BIND_SERVICE"}, "requiredDropCapabilities": []interface{}{"ALL"},
 	}},
-	{"flexvolume-drivers", "flexVolumeDrivers", map[string]interface{}{
+	{"flexvolume-drivers", "1.1.0", "flexVolumeDrivers", map[string]interface{}{
 		"allowedFlexVolumes": []interface{}{map[string]interface{}{"driver": "example/lvm"}},
 	}},
-	{"forbidden-sysctls", "sysctls", map[string]interface{}{
+	{"forbidden-sysctls", "1.2.1", "sysctls", map[string]interface{}{
 		"forbiddenSysctls": []interface{}{"kernel.*"}, "allowedSysctls": []interface{}{"net.ipv4.ip_local_port_range"},
 	}},
-	{"host-filesystem", "hostFilesystem", map[string]interface{}{
+	{"host-filesystem", "1.1.2", "hostFilesystem", map[string]interface{}{
 		"allowedHostPaths": []interface{}{map[string]interface{}{"pathPrefix": "/var/log", "readOnly": true}},
 	}},
-	{"host-namespaces", "hostNamespaces", nil},
-	{"host-network-ports", "hostNetworking", map[string]interface{}{"hostNetwork": false, "min": int64(8000), "max": int64(8080)}},
-	{"privileged-containers", "privilegedContainers", nil},
-	{"proc-mount", "procMount", map[string]interface{}{"procMount": "Default"}},
-	{"read-only-root-filesystem", "readOnlyRootFilesystem", nil},
-	{"seccomp", "seccomp", map[string]interface{}{
+	{"host-namespaces", "1.1.1", "hostNamespaces", nil},
+	{"host-network-ports", "2.0.0", "hostNetworking", map[string]interface{}{"hostNetwork": false, "min": int64(8000), "max": int64(8080)}},
+	{"privileged-containers", "1.2.0", "privilegedContainers", nil},
+	{"proc-mount", "1.1.3", "procMount", map[string]interface{}{"procMount": "Default"}},
+	{"read-only-root-filesystem", "1.1.2", "readOnlyRootFilesystem", nil},
+	{"seccomp", "1.1.1", "seccomp", map[string]interface{}{
 		"allowedProfiles": []interface{}{"RuntimeDefault", "Localhost"}, "allowedLocalhostFiles": []interface{}{"*"},
 	}},
-	{"selinux", "seLinux", map[string]interface{}{
+	{"selinux", "1.1.0", "seLinux", map[string]interface{}{
 		"allowedSELinuxOptions": []interface{}{map[string]interface{}{"type": "container_t"}},
 	}},
-	{"users", "usersAndGroups", map[string]interface{}{
+	{"users", "1.1.0", "usersAndGroups", map[string]interface{}{
 		"runAsUser":          map[string]interface{}{"rule": "MustRunAsNonRoot"},
 		"runAsGroup":         map[string]interface{}{"rule": "MustRunAs", "ranges": []interface{}{map[string]interface{}{"min": int64(1000), "max": int64(65535)}}},
 		"supplementalGroups": map[string]interface{}{"rule": "MayRunAs", "ranges": []interface{}{map[string]interface{}{"min": int64(1000), "max": int64(65535)}}},
 		"fsGroup":            map[string]interface{}{"rule": "RunAsAny"},
 	}},
-	{"volumes", "volumeTypes", map[string]interface{}{
+	{"volumes", "1.1.0", "volumeTypes", map[string]interface{}{
 		"volumes": []interface{}{"configMap", "emptyDir", "projected", "secret", "downwardAPI", "persistentVolumeClaim", "ephemeral", "csi"},
 	}},
 }
@@ -90,7 +89,11 @@ func libraryObjects(tb testing.TB, root string, excluded []interface{}) ([]*unst
 		if kind == "" {
 			tb.Fatalf("%s: no spec.crd.spec.names.kind", path)
 		}
-		info = append(info, fmt.Sprintf("%s %s (%s)", p.dir, tmpl.GetAnnotations()["metadata.gatekeeper.sh/version"], strings.Join(templateEngines(tmpl), "+")))
+		version := tmpl.GetAnnotations()["metadata.gatekeeper.sh/version"]
+		if version != p.version {
+			tb.Logf("gatekeeper-library %s is version %q; the README's figures used %s", p.dir, version, p.version)
+		}
+		info = append(info, fmt.Sprintf("%s %s (%s)", p.dir, version, strings.Join(templateEngines(tmpl), "+")))
 		spec := map[string]interface{}{
 			"enforcementAction": "deny",
 			"match": map[string]interface{}{
