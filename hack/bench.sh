@@ -74,6 +74,12 @@ if [[ -n "${PSC_GATEKEEPER_LIBRARY:-}" ]]; then
 fi
 
 [[ "${GATOR_BENCH:-1}" == "0" ]] && exit 0
+if ! command -v jq >/dev/null; then
+  echo "jq not found: gator bench skipped (apt-get install jq)"
+  exit 0
+fi
+# gator is built with Gatekeeper (cached in bin/gatekeeper/<version>).
+[[ -x "${GATOR}" ]] || BIN_DIR="${root}/bin" hack/build-gatekeeper.sh
 
 # gator bench on the same objects. `gator bench -e cel` loads only the CEL driver and skips
 # templates without CEL code, so the library as Gatekeeper runs it by default is approximated
