@@ -55,6 +55,8 @@ type Reconciler struct {
 	// read costs at most an idempotent re-apply), CRDs from the API server.
 	APIReader client.Reader
 	Recorder  events.EventRecorder
+	// Validator checks the spec with the CRD's rules; nil builds one whenever a new generation
+	// needs checking and lets it go afterwards (validate.go).
 	Validator *validation.Validator
 	Options   templates.Options
 	// RefreshInterval is how often status is refreshed without any change (audit results
@@ -67,6 +69,7 @@ type Reconciler struct {
 
 	watches *dynamicWatches
 	applied appliedEvents
+	verdict specVerdict
 }
 
 // +kubebuilder:rbac:groups=policy.podsecurity.dev,resources=podsecurityconstraints,verbs=get;list;watch;update;patch
