@@ -138,8 +138,8 @@ func runManager(ctx context.Context, args []string) error {
 		LeaderElection:          leaderElect,
 		LeaderElectionID:        leaderElectionID,
 		LeaderElectionNamespace: leaderElectionNS,
-		// The cache holds our CR, CRD metadata and our Gatekeeper objects, trimmed; the
-		// reconciler reads Gatekeeper objects from it (NewGatekeeperReader).
+		// The cache holds our CR, CRDs without their schemas and our Gatekeeper objects,
+		// trimmed; the reconciler reads Gatekeeper objects from it (NewGatekeeperReader).
 		Cache: controllers.CacheOptions(),
 	})
 	if err != nil {

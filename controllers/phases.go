@@ -52,6 +52,7 @@ func (r *Reconciler) reconcile(ctx context.Context, obj *v1alpha1.PodSecurityCon
 		facts.Stalled = &failure{Reason: ReasonInvalidSpec, Message: "The spec is invalid and was not applied: " + errs.ToAggregate().Error()}
 		return facts, ch, ctrl.Result{}
 	}
+	stepDone(ctx, "validate")
 
 	facts.Profile, facts.ProfileVersion = profiles.Resolved(&obj.Spec)
 	rendered, err := templates.Render(&obj.Spec, r.Options)
@@ -68,6 +69,7 @@ func (r *Reconciler) reconcile(ctx context.Context, obj *v1alpha1.PodSecurityCon
 		}
 	}
 	facts.Workloads = workloadsFacts{Enabled: obj.Spec.WorkloadsEnabled(), Kinds: len(templates.WorkloadKinds(&obj.Spec))}
+	stepDone(ctx, "render")
 
 	crds, err := r.gatekeeperCRDs(ctx)
 	if err != nil {
@@ -81,16 +83,20 @@ func (r *Reconciler) reconcile(ctx context.Context, obj *v1alpha1.PodSecurityCon
 		return facts, ch, ctrl.Result{RequeueAfter: gatekeeperAbsentRequeue}
 	}
 	newWatch := r.watches.sync(ctx, watchedKinds(crds), func(gvk schema.GroupVersionKind) bool { return r.servedKind(ctx, gvk) })
+	stepDone(ctx, "watches")
 
 	applied, waiting := r.applyFeatures(ctx, obj, rendered, crds, facts.Features)
 	ch.Applied = append(ch.Applied, applied...)
 	pending := newWatch || waiting
+	stepDone(ctx, "features")
 
 	r.applyMutators(ctx, obj, rendered, crds, facts.Features, &ch)
 	facts.Objects = r.applyShared(ctx, obj, rendered, crds, &ch)
+	stepDone(ctx, "shared")
 
 	pruned, err := r.pruneStale(ctx, rendered)
 	ch.Pruned = pruned
+	stepDone(ctx, "prune")
 	if err != nil {
 		facts.Failed = &failure{Reason: ReasonPruneFailed, Message: "Pruning stale objects failed: " + err.Error()}
 		return facts, ch, ctrl.Result{RequeueAfter: transientRequeue}
@@ -238,8 +244,7 @@ func (r *Reconciler) applyShared(ctx context.Context, owner *v1alpha1.PodSecurit
 
 // gatekeeperCRDs lists the names of Gatekeeper's template and constraint CRDs that exist.
 func (r *Reconciler) gatekeeperCRDs(ctx context.Context) (map[string]bool, error) {
-	list := &metav1.PartialObjectMetadataList{}
-	list.SetGroupVersionKind(apiextensionsv1.SchemeGroupVersion.WithKind("CustomResourceDefinitionList"))
+	list := &apiextensionsv1.CustomResourceDefinitionList{}
 	if err := r.Client.List(ctx, list); err != nil {
 		return nil, fmt.Errorf("listing CRDs: %w", err)
 	}
@@ -272,12 +277,7 @@ func (r *Reconciler) crdEstablished(ctx context.Context, gvk schema.GroupVersion
 	if err := r.APIReader.Get(ctx, types.NamespacedName{Name: name}, crd); err != nil {
 		return false
 	}
-	for _, c := range crd.Status.Conditions {
-		if c.Type == apiextensionsv1.Established && c.Status == apiextensionsv1.ConditionTrue {
-			return true
-		}
-	}
-	return false
+	return established(crd)
 }
 
 // isGatekeeperCRD reports CRDs the operator cares about: those of the fixed kinds it writes
@@ -493,11 +493,22 @@ func (r *Reconciler) pruneStale(ctx context.Context, desired templates.Inventory
 	}
 	sort.Strings(sortedKinds)
 
+	// The lists go out several at a time: a kind whose watch has not listed its objects yet
+	// is read from the API server.
+	lists := make([]*unstructured.UnstructuredList, len(sortedKinds))
+	listErrs := make([]error, len(sortedKinds))
+	forEachConcurrently(ctx, len(sortedKinds), applyParallelism, func(i int) {
+		lists[i] = &unstructured.UnstructuredList{}
+		lists[i].SetGroupVersionKind(templates.ConstraintGroupVersion.WithKind(sortedKinds[i] + "List"))
+		listErrs[i] = r.APIReader.List(ctx, lists[i], ours)
+	})
 	constraintErrs := 0
-	for _, kind := range sortedKinds {
-		list := &unstructured.UnstructuredList{}
-		list.SetGroupVersionKind(templates.ConstraintGroupVersion.WithKind(kind + "List"))
-		if err := r.APIReader.List(ctx, list, ours); err != nil {
+	for k, kind := range sortedKinds {
+		list := lists[k]
+		if err := listErrs[k]; err != nil || list == nil {
+			if err == nil {
+				err = ctx.Err() // skipped: the context ended
+			}
 			if meta.IsNoMatchError(err) || apierrors.IsNotFound(err) {
 				continue // no CRD for this kind: no constraints of it
 			}

@@ -65,8 +65,8 @@ func (w *dynamicWatches) sync(ctx context.Context, kinds []schema.GroupVersionKi
 			candidates = append(candidates, gvk)
 		}
 	}
-	// Each check reads a CRD from the API server and may refresh discovery; while Gatekeeper
-	// creates the constraint CRDs of a new spec, many kinds wait at once.
+	// A check may refresh discovery (the REST mapper learns a new kind from the API server);
+	// while Gatekeeper creates the constraint CRDs of a new spec, many kinds wait at once.
 	ready := make([]bool, len(candidates))
 	forEachConcurrently(ctx, len(candidates), applyParallelism, func(i int) { ready[i] = established(candidates[i]) })
 	for i, gvk := range candidates {
