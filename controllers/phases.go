@@ -120,7 +120,7 @@ func (r *Reconciler) reconcile(ctx context.Context, obj *v1alpha1.PodSecurityCon
 const applyParallelism = 4
 
 // applyFeatures applies each enabled feature's template and then, once Gatekeeper has created
-// the template and its constraint CRD, its constraint, several features at a time. It records
+// its constraint CRD, its constraint, several features at a time. It records
 // what it found in features and returns the names of the features it changed, in API order, and
 // whether any feature waits for Gatekeeper.
 func (r *Reconciler) applyFeatures(ctx context.Context, owner *v1alpha1.PodSecurityConstraints, rendered templates.Inventory,
@@ -158,7 +158,10 @@ func (r *Reconciler) applyFeature(ctx context.Context, owner *v1alpha1.PodSecuri
 	}
 	f.Template = observeTemplate(live)
 	f.ConstraintCRDReady = crds[constraintCRDName(f.Feature.ConstraintKind())]
-	if !f.Template.Created || len(f.Template.Errors) > 0 || !f.ConstraintCRDReady {
+	// Gatekeeper creates the constraint CRD once it has accepted the template, before it
+	// reports the template created: the constraint goes out as soon as the CRD exists (a kind
+	// not served yet, or a template not loaded yet, is a transient error and waits).
+	if len(f.Template.Errors) > 0 || !f.ConstraintCRDReady {
 		return applied, len(f.Template.Errors) == 0
 	}
 	live, conApplied, err := r.applyObject(ctx, owner, con)
