@@ -11,11 +11,10 @@
 #     (process_resident_memory_bytes, with the anonymous and file-backed parts from /proc).
 # BENCH_MANAGER is the binary (make bench-operator builds it as the image does: static, stripped;
 # default bin/manager). The operator runs with its default flags (leader election off, admission
-# probe on; log times as Unix epochs, for the phases) plus BENCH_OPERATOR_ARGS, and with the
-# environment it is given (GOGC=50, as config/manager and the Helm chart set it, is the caller's
-# to export). Uses a running local cluster if there is one (same ports), else starts one and
-# stops it afterwards (KEEP=1 keeps it). The load average is printed with the figures: on a
-# shared machine they are only comparable at similar load.
+# probe on; log times as Unix epochs, for the phases) plus BENCH_OPERATOR_ARGS, with GOGC=50 as
+# the Deployment sets it (BENCH_GOGC overrides). Uses a running local cluster if there is one
+# (same ports), else starts one and stops it afterwards (KEEP=1 keeps it). The load average is
+# printed with the figures: on a shared machine they are only comparable at similar load.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "${root}"
@@ -66,8 +65,9 @@ k apply -k config/probe >/dev/null
 
 mkdir -p "${LOG_DIR}"
 log="${LOG_DIR}/operator-bench.log"
+# GOGC as config/manager and the Helm chart set it; BENCH_GOGC= (empty) for Go's default.
 # shellcheck disable=SC2086 # BENCH_OPERATOR_ARGS: flags split on spaces
-"${BENCH_MANAGER:-${root}/bin/manager}" --kubeconfig="${KUBECONFIG}" --metrics-bind-address="127.0.0.1:${METRICS_PORT}" \
+GOGC="${BENCH_GOGC-50}" "${BENCH_MANAGER:-${root}/bin/manager}" --kubeconfig="${KUBECONFIG}" --metrics-bind-address="127.0.0.1:${METRICS_PORT}" \
   --health-probe-bind-address=127.0.0.1:0 --zap-time-encoding=epoch ${BENCH_OPERATOR_ARGS:-} >"${log}" 2>&1 &
 operator_pid=$!
 scrape() { curl -sf "http://127.0.0.1:${METRICS_PORT}/metrics"; }
