@@ -147,17 +147,16 @@ rpm=$(per_min "${reads}")
 per_cycle=$(awk -v s="${status}" -v c="${cycles}" 'BEGIN { printf "%.2f", s / c }')
 verdict() { awk -v v="$1" -v t="$2" 'BEGIN { print (v <= t ? "met" : "NOT met") }'; }
 
-cat <<REPORT
-
-psc-operator bench: full sample (${features} features), ${RUNS} runs, ${WINDOW}s steady-state window
-load average (1/5/15 min): ${load_runs} after the runs, ${load_end} at the end; 2 cores shared
-
-  figure                              measured                    target     verdict
-  apply -> all features Enforced p50  ${p50} s (max ${max} s)        <= 3 s     $(verdict "${p50}" 3)
-  API reads per minute                ${rpm}                        <= 12      $(verdict "${rpm}" 12)
-  status writes per audit cycle       ${per_cycle} (${status} in ${cycles} cycles)     <= 1       $(verdict "${per_cycle}" 1)
-  RSS                                 ${rss} MiB                    <= 48 MiB  $(verdict "${rss}" 48)
-
-  also: API writes per minute $(per_min "${writes}"), reconciles per minute $(per_min "${reconciles}"),
-        RSS ${anon} MiB anonymous + ${file} MiB file-backed (binary pages), Go heap in use ${heap} MiB
-REPORT
+row() { printf '  %-36s %-28s %-10s %s\n' "$@"; }
+echo
+echo "psc-operator bench: full sample (${features} features), ${RUNS} runs, ${WINDOW}s steady-state window"
+echo "load average (1/5/15 min): ${load_runs} after the runs, ${load_end} at the end; 2 cores shared"
+echo
+row "figure" "measured" "target" "verdict"
+row "apply -> all features Enforced p50" "${p50} s (max ${max} s)" "<= 3 s" "$(verdict "${p50}" 3)"
+row "API reads per minute" "${rpm}" "<= 12" "$(verdict "${rpm}" 12)"
+row "status writes per audit cycle" "${per_cycle} (${status} in ${cycles})" "<= 1" "$(verdict "${per_cycle}" 1)"
+row "RSS" "${rss} MiB" "<= 48 MiB" "$(verdict "${rss}" 48)"
+echo
+echo "  also: API writes per minute $(per_min "${writes}"), reconciles per minute $(per_min "${reconciles}"),"
+echo "        RSS ${anon} MiB anonymous + ${file} MiB file-backed (binary pages), Go heap in use ${heap} MiB"
