@@ -60,12 +60,18 @@ func (r *Reconciler) reconcile(ctx context.Context, obj *v1alpha1.PodSecurityCon
 		facts.Stalled = &failure{Reason: ReasonRenderFailed, Message: err.Error()}
 		return facts, ch, ctrl.Result{}
 	}
+	withheld, err := templates.WithheldDefaults(&obj.Spec)
+	if err != nil {
+		facts.Stalled = &failure{Reason: ReasonRenderFailed, Message: err.Error()}
+		return facts, ch, ctrl.Result{}
+	}
 	for i := range facts.Features {
 		f := &facts.Features[i]
 		if con, ok := rendered.Find(templates.RoleConstraint, f.Feature.Name); ok {
 			f.Enabled = true
 			action, _, _ := unstructured.NestedString(con.Object, "spec", "enforcementAction")
 			f.EnforcementAction = v1alpha1.EnforcementAction(action)
+			f.Defaults.Withheld = withheld[f.Feature.Name]
 		}
 	}
 	facts.Workloads = workloadsFacts{Enabled: obj.Spec.WorkloadsEnabled(), Kinds: len(templates.WorkloadKinds(&obj.Spec))}

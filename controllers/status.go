@@ -124,7 +124,7 @@ func featureStatus(f featureFacts, masterEnabled bool) v1alpha1.FeatureStatus {
 	st.Violations = f.Constraint.Violations
 	st.State, st.Message = featureState(f)
 	st.Enforced = st.State == v1alpha1.FeatureEnforced
-	st.Defaults, _ = defaultsState(f.Defaults)
+	st.Defaults, st.DefaultsMessage = defaultsState(f.Defaults)
 	return st
 }
 
