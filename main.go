@@ -56,6 +56,7 @@ func newScheme() (*runtime.Scheme, error) {
 // managerFlags are the manager's command-line flags.
 type managerFlags struct {
 	metricsAddr, probeAddr string
+	pprofAddr              string
 	leaderElect            bool
 	leaderElectionNS       string
 	refresh                time.Duration
@@ -77,6 +78,7 @@ func parseManagerFlags(args []string) (*managerFlags, error) {
 	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
 	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8080", "address the Prometheus metrics endpoint binds to; 0 disables it")
 	fs.StringVar(&f.probeAddr, "health-probe-bind-address", ":8081", "address the health and readiness probes bind to")
+	fs.StringVar(&f.pprofAddr, "pprof-bind-address", "", "address Go's pprof endpoints (/debug/pprof/) bind to, for profiling memory and CPU; empty (the default) turns them off")
 	fs.BoolVar(&f.leaderElect, "leader-elect", false, "use leader election, so that only one replica reconciles (on in the Deployment and the Helm chart)")
 	fs.StringVar(&f.leaderElectionNS, "leader-election-namespace", "", "namespace of the leader election lease; it must exist (default: the operator's namespace)")
 	fs.DurationVar(&f.refresh, "status-refresh-interval", 30*time.Second, "how often Gatekeeper's status (audit results) is read back without any change")
@@ -132,19 +134,22 @@ func runManager(ctx context.Context, args []string) error {
 		Scheme:                  scheme,
 		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
 		HealthProbeBindAddress:  probeAddr,
+		PprofBindAddress:        f.pprofAddr,
 		LeaderElection:          leaderElect,
 		LeaderElectionID:        leaderElectionID,
 		LeaderElectionNamespace: leaderElectionNS,
-		// The cache holds our CR, CRD metadata and our Gatekeeper objects, trimmed; the
-		// reconciler reads Gatekeeper objects from it (NewGatekeeperReader).
+		// The cache holds our CR, CRDs without their schemas and our Gatekeeper objects,
+		// trimmed; the reconciler reads Gatekeeper objects from it (NewGatekeeperReader).
 		Cache: controllers.CacheOptions(),
 	})
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
 	}
 
-	validator, err := validation.New()
-	if err != nil {
+	// A CRD schema the validator cannot load fails here, at start. The reconciler builds its
+	// own validator only when a new generation of the CR needs checking, and lets it go
+	// (controllers/validate.go): it is several MiB of compiled CEL rules.
+	if _, err := validation.New(); err != nil {
 		return fmt.Errorf("loading CRD schema: %w", err)
 	}
 	m, err := controllers.NewMetrics(metrics.Registry)
@@ -155,7 +160,6 @@ func runManager(ctx context.Context, args []string) error {
 		Client:          mgr.GetClient(),
 		APIReader:       controllers.NewGatekeeperReader(mgr.GetCache(), mgr.GetAPIReader()),
 		Recorder:        mgr.GetEventRecorder("psc-operator"),
-		Validator:       validator,
 		Options:         opts,
 		RefreshInterval: refresh,
 		Metrics:         m,

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -39,7 +40,6 @@ type changes struct {
 // them, apply constraints, prune, and read Gatekeeper's status. Each step records what it
 // found in the facts; the status is derived from them afterwards.
 func (r *Reconciler) reconcile(ctx context.Context, obj *v1alpha1.PodSecurityConstraints) (reconcileFacts, changes, ctrl.Result) {
-	log := logf.FromContext(ctx)
 	var ch changes
 	facts := reconcileFacts{Generation: obj.Generation, MasterEnabled: obj.Spec.MasterEnabled()}
 	for _, f := range templates.Features() {
@@ -48,10 +48,11 @@ func (r *Reconciler) reconcile(ctx context.Context, obj *v1alpha1.PodSecurityCon
 	steady := ctrl.Result{RequeueAfter: r.RefreshInterval}
 
 	// Validate: the API server already did, unless the object predates the CRD's rules.
-	if errs := r.Validator.Validate(ctx, obj); len(errs) > 0 {
+	if errs := r.validateSpec(ctx, obj); len(errs) > 0 {
 		facts.Stalled = &failure{Reason: ReasonInvalidSpec, Message: "The spec is invalid and was not applied: " + errs.ToAggregate().Error()}
 		return facts, ch, ctrl.Result{}
 	}
+	stepDone(ctx, "validate")
 
 	facts.Profile, facts.ProfileVersion = profiles.Resolved(&obj.Spec)
 	rendered, err := templates.Render(&obj.Spec, r.Options)
@@ -74,6 +75,7 @@ func (r *Reconciler) reconcile(ctx context.Context, obj *v1alpha1.PodSecurityCon
 		}
 	}
 	facts.Workloads = workloadsFacts{Enabled: obj.Spec.WorkloadsEnabled(), Kinds: len(templates.WorkloadKinds(&obj.Spec))}
+	stepDone(ctx, "render")
 
 	crds, err := r.gatekeeperCRDs(ctx)
 	if err != nil {
@@ -87,55 +89,20 @@ func (r *Reconciler) reconcile(ctx context.Context, obj *v1alpha1.PodSecurityCon
 		return facts, ch, ctrl.Result{RequeueAfter: gatekeeperAbsentRequeue}
 	}
 	newWatch := r.watches.sync(ctx, watchedKinds(crds), func(gvk schema.GroupVersionKind) bool { return r.servedKind(ctx, gvk) })
+	stepDone(ctx, "watches")
 
-	pending := newWatch
-	for i := range facts.Features {
-		f := &facts.Features[i]
-		tmpl, ok := rendered.Find(templates.RoleTemplate, f.Feature.Name)
-		if !ok {
-			continue
-		}
-		con, _ := rendered.Find(templates.RoleConstraint, f.Feature.Name)
-		live, applied, err := r.applyObject(ctx, obj, tmpl)
-		if err != nil {
-			if isTransient(err) {
-				f.Waiting, pending = "Waiting to apply the template: "+err.Error(), true
-			} else {
-				f.ApplyError = "Applying the template failed: " + err.Error()
-			}
-			continue
-		}
-		f.Template = observeTemplate(live)
-		f.ConstraintCRDReady = crds[constraintCRDName(f.Feature.ConstraintKind())]
-		if applied {
-			ch.Applied = append(ch.Applied, f.Feature.Name)
-		}
-		if !f.Template.Created || len(f.Template.Errors) > 0 || !f.ConstraintCRDReady {
-			pending = pending || len(f.Template.Errors) == 0
-			continue
-		}
-		live, applied, err = r.applyObject(ctx, obj, con)
-		if err != nil {
-			if isTransient(err) {
-				// Gatekeeper is still loading the template: wait, it is not an error.
-				f.Waiting, pending = "Waiting to apply the constraint: "+err.Error(), true
-				log.V(1).Info("Waiting for Gatekeeper to accept the constraint", "feature", f.Feature.Name, "reason", err.Error())
-				continue
-			}
-			f.ApplyError = "Applying the constraint failed: " + err.Error()
-			continue
-		}
-		f.Constraint = observeConstraint(live)
-		if applied && !slices.Contains(ch.Applied, f.Feature.Name) {
-			ch.Applied = append(ch.Applied, f.Feature.Name)
-		}
-	}
+	applied, waiting := r.applyFeatures(ctx, obj, rendered, crds, facts.Features)
+	ch.Applied = append(ch.Applied, applied...)
+	pending := newWatch || waiting
+	stepDone(ctx, "features")
 
 	r.applyMutators(ctx, obj, rendered, crds, facts.Features, &ch)
 	facts.Objects = r.applyShared(ctx, obj, rendered, crds, &ch)
+	stepDone(ctx, "shared")
 
 	pruned, err := r.pruneStale(ctx, rendered)
 	ch.Pruned = pruned
+	stepDone(ctx, "prune")
 	if err != nil {
 		facts.Failed = &failure{Reason: ReasonPruneFailed, Message: "Pruning stale objects failed: " + err.Error()}
 		return facts, ch, ctrl.Result{RequeueAfter: transientRequeue}
@@ -152,49 +119,141 @@ func (r *Reconciler) reconcile(ctx context.Context, obj *v1alpha1.PodSecurityCon
 	return facts, ch, steady
 }
 
+// applyParallelism bounds the features applied at once. Each ConstraintTemplate apply waits
+// for Gatekeeper's webhook to compile the template's code; one after the other, the full sample's
+// templates took most of the time from apply to enforced. A few at a time keep the API server
+// and Gatekeeper busy without flooding them.
+const applyParallelism = 4
+
+// applyFeatures applies each enabled feature's template and then, once Gatekeeper has created
+// its constraint CRD, its constraint, several features at a time. It records
+// what it found in features and returns the names of the features it changed, in API order, and
+// whether any feature waits for Gatekeeper.
+func (r *Reconciler) applyFeatures(ctx context.Context, owner *v1alpha1.PodSecurityConstraints, rendered templates.Inventory,
+	crds map[string]bool, features []featureFacts) ([]string, bool) {
+	changed := make([]bool, len(features))
+	waiting := make([]bool, len(features))
+	forEachConcurrently(ctx, len(features), applyParallelism, func(i int) {
+		changed[i], waiting[i] = r.applyFeature(ctx, owner, rendered, crds, &features[i])
+	})
+	var applied []string
+	for i, f := range features {
+		if changed[i] {
+			applied = append(applied, f.Feature.Name)
+		}
+	}
+	return applied, slices.Contains(waiting, true)
+}
+
+// applyFeature applies one feature's template and constraint; see applyFeatures.
+func (r *Reconciler) applyFeature(ctx context.Context, owner *v1alpha1.PodSecurityConstraints, rendered templates.Inventory,
+	crds map[string]bool, f *featureFacts) (changed, waiting bool) {
+	tmpl, ok := rendered.Find(templates.RoleTemplate, f.Feature.Name)
+	if !ok {
+		return false, false
+	}
+	con, _ := rendered.Find(templates.RoleConstraint, f.Feature.Name)
+	live, applied, err := r.applyObject(ctx, owner, tmpl)
+	if err != nil {
+		if isTransient(err) {
+			f.Waiting = "Waiting to apply the template: " + err.Error()
+			return false, true
+		}
+		f.ApplyError = "Applying the template failed: " + err.Error()
+		return false, false
+	}
+	f.Template = observeTemplate(live)
+	f.ConstraintCRDReady = crds[constraintCRDName(f.Feature.ConstraintKind())]
+	// Gatekeeper creates the constraint CRD once it has accepted the template, before it
+	// reports the template created: the constraint goes out as soon as the CRD exists (a kind
+	// not served yet, or a template not loaded yet, is a transient error and waits).
+	if len(f.Template.Errors) > 0 || !f.ConstraintCRDReady {
+		return applied, len(f.Template.Errors) == 0
+	}
+	live, conApplied, err := r.applyObject(ctx, owner, con)
+	if err != nil {
+		if isTransient(err) {
+			// Gatekeeper is still loading the template: wait, it is not an error.
+			f.Waiting = "Waiting to apply the constraint: " + err.Error()
+			logf.FromContext(ctx).V(1).Info("Waiting for Gatekeeper to accept the constraint", "feature", f.Feature.Name, "reason", err.Error())
+			return applied, true
+		}
+		f.ApplyError = "Applying the constraint failed: " + err.Error()
+		return applied, false
+	}
+	f.Constraint = observeConstraint(live)
+	return applied || conApplied, false
+}
+
+// forEachConcurrently calls fn(0) … fn(n-1), at most limit at a time, and returns when all
+// calls have returned. Calls not started when ctx ends are skipped.
+func forEachConcurrently(ctx context.Context, n, limit int, fn func(i int)) {
+	sem := make(chan struct{}, max(limit, 1))
+	var wg sync.WaitGroup
+	for i := range n {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			fn(i)
+		}()
+	}
+	wg.Wait()
+}
+
 func featureNotEnforcedYet(f featureFacts) bool {
 	state, _ := featureState(f)
 	return state == v1alpha1.FeaturePending
 }
 
 // applyShared applies the objects that belong to no single feature (expansion templates), each
-// once the CRD serving its kind exists, and observes what Gatekeeper reports about them.
-// Their failures are reported per object and never hold back the features.
+// once the CRD serving its kind exists, several at a time, and observes what Gatekeeper reports
+// about them. Their failures are reported per object and never hold back the features.
 func (r *Reconciler) applyShared(ctx context.Context, owner *v1alpha1.PodSecurityConstraints, inv templates.Inventory,
 	crds map[string]bool, ch *changes) []objectFacts {
-	var out []objectFacts
+	var items []templates.Item
 	for _, it := range inv {
-		if it.Feature != "" {
-			continue
+		if it.Feature == "" {
+			items = append(items, it)
 		}
+	}
+	out := make([]objectFacts, len(items))
+	applied := make([]bool, len(items))
+	forEachConcurrently(ctx, len(items), applyParallelism, func(i int) {
+		it := items[i]
 		of := objectFacts{Role: it.Role, Kind: it.Object.GetKind(), Name: it.Object.GetName()}
 		if mk, ok := templates.ManagedKindOf(it.Object.GroupVersionKind()); ok {
 			of.CRD = mk.CRD
 		}
+		defer func() { out[i] = of }()
 		if !crds[of.CRD] {
 			of.CRDMissing = true
-			out = append(out, of)
-			continue
+			return
 		}
-		live, applied, err := r.applyObject(ctx, owner, it.Object)
-		switch {
-		case err != nil:
+		live, changed, err := r.applyObject(ctx, owner, it.Object)
+		if err != nil {
 			of.ApplyError = err.Error()
-		default:
-			of.Observed = observeGatekeeperObject(live)
-			if label := string(it.Role); applied && !slices.Contains(ch.Applied, label) {
-				ch.Applied = append(ch.Applied, label) // e.g. "expansion": one entry for all of them
-			}
+			return
 		}
-		out = append(out, of)
+		of.Observed = observeGatekeeperObject(live)
+		applied[i] = changed
+	})
+	for i, it := range items {
+		if label := string(it.Role); applied[i] && !slices.Contains(ch.Applied, label) {
+			ch.Applied = append(ch.Applied, label) // e.g. "expansion": one entry for all of them
+		}
 	}
 	return out
 }
 
 // gatekeeperCRDs lists the names of Gatekeeper's template and constraint CRDs that exist.
 func (r *Reconciler) gatekeeperCRDs(ctx context.Context) (map[string]bool, error) {
-	list := &metav1.PartialObjectMetadataList{}
-	list.SetGroupVersionKind(apiextensionsv1.SchemeGroupVersion.WithKind("CustomResourceDefinitionList"))
+	list := &apiextensionsv1.CustomResourceDefinitionList{}
 	if err := r.Client.List(ctx, list); err != nil {
 		return nil, fmt.Errorf("listing CRDs: %w", err)
 	}
@@ -227,12 +286,7 @@ func (r *Reconciler) crdEstablished(ctx context.Context, gvk schema.GroupVersion
 	if err := r.APIReader.Get(ctx, types.NamespacedName{Name: name}, crd); err != nil {
 		return false
 	}
-	for _, c := range crd.Status.Conditions {
-		if c.Type == apiextensionsv1.Established && c.Status == apiextensionsv1.ConditionTrue {
-			return true
-		}
-	}
-	return false
+	return established(crd)
 }
 
 // isGatekeeperCRD reports CRDs the operator cares about: those of the fixed kinds it writes
@@ -448,11 +502,22 @@ func (r *Reconciler) pruneStale(ctx context.Context, desired templates.Inventory
 	}
 	sort.Strings(sortedKinds)
 
+	// The lists go out several at a time: a kind whose watch has not listed its objects yet
+	// is read from the API server.
+	lists := make([]*unstructured.UnstructuredList, len(sortedKinds))
+	listErrs := make([]error, len(sortedKinds))
+	forEachConcurrently(ctx, len(sortedKinds), applyParallelism, func(i int) {
+		lists[i] = &unstructured.UnstructuredList{}
+		lists[i].SetGroupVersionKind(templates.ConstraintGroupVersion.WithKind(sortedKinds[i] + "List"))
+		listErrs[i] = r.APIReader.List(ctx, lists[i], ours)
+	})
 	constraintErrs := 0
-	for _, kind := range sortedKinds {
-		list := &unstructured.UnstructuredList{}
-		list.SetGroupVersionKind(templates.ConstraintGroupVersion.WithKind(kind + "List"))
-		if err := r.APIReader.List(ctx, list, ours); err != nil {
+	for k, kind := range sortedKinds {
+		list := lists[k]
+		if err := listErrs[k]; err != nil || list == nil {
+			if err == nil {
+				err = ctx.Err() // skipped: the context ended
+			}
 			if meta.IsNoMatchError(err) || apierrors.IsNotFound(err) {
 				continue // no CRD for this kind: no constraints of it
 			}

@@ -51,10 +51,12 @@ type Reconciler struct {
 	// Client reads the CR from the cache and writes everything.
 	Client client.Client
 	// APIReader reads Gatekeeper objects and CRDs. main.go wires it to NewGatekeeperReader:
-	// templates and constraints from the informer cache the watches keep current (a stale
-	// read costs at most an idempotent re-apply), CRDs from the API server.
+	// templates, constraints and CRDs (trimmed) from the informer cache the watches keep
+	// current (a stale read costs at most an idempotent re-apply).
 	APIReader client.Reader
 	Recorder  events.EventRecorder
+	// Validator checks the spec with the CRD's rules; nil builds one whenever a new generation
+	// needs checking and lets it go afterwards (validate.go).
 	Validator *validation.Validator
 	Options   templates.Options
 	// RefreshInterval is how often status is refreshed without any change (audit results
@@ -67,6 +69,7 @@ type Reconciler struct {
 
 	watches *dynamicWatches
 	applied appliedEvents
+	verdict specVerdict
 }
 
 // +kubebuilder:rbac:groups=policy.podsecurity.dev,resources=podsecurityconstraints,verbs=get;list;watch;update;patch
@@ -96,7 +99,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	})
 	b := ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.PodSecurityConstraints{}).
-		WatchesMetadata(&apiextensionsv1.CustomResourceDefinition{}, toCluster, builder.WithPredicates(gatekeeperCRDs)).
+		Watches(&apiextensionsv1.CustomResourceDefinition{}, toCluster, builder.WithPredicates(gatekeeperCRDs)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: 1})
 	if r.Probe != nil {
 		if err := mgr.Add(r.Probe); err != nil {
@@ -136,19 +139,22 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 
 	start := time.Now()
+	ctx, steps := withStepTimes(ctx)
 	prev := obj.Status.DeepCopy()
 	facts, ch, result := r.reconcile(ctx, obj)
 	facts.Admission, result = r.reconcileAdmissionProbe(ctx, obj, facts, result)
+	stepDone(ctx, "probe")
 	status := deriveStatus(facts, *prev, metav1.Now())
 	if err := r.patchStatus(ctx, obj, status); err != nil {
 		return ctrl.Result{}, err
 	}
+	stepDone(ctx, "status")
 	ch.Applied = r.applied.collect(obj.UID, obj.Generation, ch.Applied, rolloutDone(facts))
 	r.recordEvents(obj, prev, &status, &ch)
 	r.Metrics.observe(status)
 	ready := readyOf(status)
 	log.V(1).Info("Reconciled", "ready", ready.Status, "reason", ready.Reason,
-		"enabled", status.EnabledFeatures, "enforced", status.EnforcedFeatures, "duration", time.Since(start).String())
+		"enabled", status.EnabledFeatures, "enforced", status.EnforcedFeatures, "duration", time.Since(start).String(), "steps", steps.String())
 	return result, nil
 }
 

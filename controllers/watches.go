@@ -58,9 +58,19 @@ func (w *dynamicWatches) sync(ctx context.Context, kinds []schema.GroupVersionKi
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	want := map[schema.GroupVersionKind]bool{}
+	var candidates []schema.GroupVersionKind
 	for _, gvk := range kinds {
 		want[gvk] = true
-		if w.watched[gvk] || !established(gvk) {
+		if !w.watched[gvk] {
+			candidates = append(candidates, gvk)
+		}
+	}
+	// A check may refresh discovery (the REST mapper learns a new kind from the API server);
+	// while Gatekeeper creates the constraint CRDs of a new spec, many kinds wait at once.
+	ready := make([]bool, len(candidates))
+	forEachConcurrently(ctx, len(candidates), applyParallelism, func(i int) { ready[i] = established(candidates[i]) })
+	for i, gvk := range candidates {
+		if !ready[i] {
 			continue
 		}
 		obj := &unstructured.Unstructured{}
