@@ -62,7 +62,10 @@ var (
 // messages (see lib/psc.cel.yaml).
 const (
 	celValidation        = "size(variables.violations) == 0"
-	celMessageExpression = `variables.violations.distinct().join("; ")`
+	// Each message once, in order (distinct() needs Kubernetes 1.34; see lib/psc.cel.yaml).
+	celMessageExpression = `(size(variables.violations) <= 32 ? variables.smallIndexes : variables.indexes)` +
+		`.filter(i, i < size(variables.violations) && variables.violations.indexOf(variables.violations[i]) == i)` +
+		`.map(i, variables.violations[i]).join("; ")`
 )
 
 // Options are the cluster facts the spec does not hold.
