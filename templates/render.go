@@ -61,7 +61,7 @@ var (
 // The validation every template's CEL code ends in: its `violations` variable lists the
 // messages (see lib/psc.cel.yaml).
 const (
-	celValidation        = "size(variables.violations) == 0"
+	celValidation = "size(variables.violations) == 0"
 	// Each message once, in order (distinct() needs Kubernetes 1.34; see lib/psc.cel.yaml).
 	celMessageExpression = `(size(variables.violations) <= 32 ? variables.smallIndexes : variables.indexes)` +
 		`.filter(i, i < size(variables.violations) && variables.violations.indexOf(variables.violations[i]) == i)` +
