@@ -65,8 +65,9 @@ type Reconciler struct {
 	// Ready rests on Gatekeeper's status alone.
 	Probe *AdmissionProbe
 
-	watches *dynamicWatches
-	applied appliedEvents
+	watches  *dynamicWatches
+	vapWatch *vapWatches
+	applied  appliedEvents
 }
 
 // +kubebuilder:rbac:groups=policy.podsecurity.dev,resources=podsecurityconstraints,verbs=get;list;watch;update;patch
@@ -109,6 +110,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return fmt.Errorf("building controller: %w", err)
 	}
 	r.watches = newDynamicWatches(c, mgr.GetCache(), gatekeeperEvents{delay: auditCoalesceDelay})
+	r.vapWatch = &vapWatches{ctrl: c, cache: mgr.GetCache(), handler: gatekeeperEvents{delay: auditCoalesceDelay}}
 	return nil
 }
 
