@@ -221,7 +221,7 @@ func admissionBlocksReady(a *admissionFacts, st v1alpha1.PodSecurityConstraintsS
 			}
 		}
 		if len(byAPIServer) > 0 {
-			msg := fmt.Sprintf("Gatekeeper's webhook is not judging pods: %s The API server still enforces %d of the %d enabled features itself (ValidatingAdmissionPolicy): pods violating them are denied. "+
+			msg := fmt.Sprintf("Only the API server enforces now: %s The API server still enforces %d of the %d enabled features itself (ValidatingAdmissionPolicy): pods violating them are denied. "+
 				"Until Gatekeeper is back, workloads are not judged at apply time, pods are not completed by defaults, and audit results are not refreshed.",
 				strings.TrimPrefix(a.Message, "Pods are admitted unchecked: "), len(byAPIServer), st.EnabledFeatures)
 			if len(unchecked) > 0 {

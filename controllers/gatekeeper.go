@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -97,10 +98,24 @@ func observeConstraint(u *unstructured.Unstructured) constraintObservation {
 			Namespace:         str(m, "namespace"),
 			Name:              str(m, "name"),
 			Message:           str(m, "message"),
-			EnforcementAction: str(m, "enforcementAction"),
+			EnforcementAction: violationAction(m),
 		})
 	}
 	return obs
+}
+
+// violationAction is an audit result's action; for a scoped constraint (all of ours) the
+// actions Gatekeeper lists in enforcementActions.
+func violationAction(m map[string]interface{}) string {
+	action := str(m, "enforcementAction")
+	if action != "scoped" {
+		return action
+	}
+	actions, _, _ := unstructured.NestedStringSlice(m, "enforcementActions")
+	if len(actions) == 0 {
+		return action
+	}
+	return strings.Join(uniqueSorted(actions), ",")
 }
 
 func gatekeeperErrors(pod map[string]interface{}) []string {

@@ -161,7 +161,7 @@ func TestAPIServerConditionAndReady(t *testing.T) {
 			wantStates: []v1alpha1.FeatureState{v1alpha1.FeatureError}},
 		{name: "Gatekeeper down: enforced by the API server only", vap: true, master: true, features: []featureFacts{apiServerFacts("hostNamespaces"), apiServerFacts("capabilities")}, admission: down,
 			wantCond: metav1.ConditionTrue, wantReason: ReasonAPIServerEnforced,
-			wantReady: ReasonEnforcedByAPIServerOnly, wantRMsg: "Gatekeeper's webhook is not judging pods: a probe pod was admitted. The API server still enforces 2 of the 2 enabled features itself",
+			wantReady: ReasonEnforcedByAPIServerOnly, wantRMsg: "Only the API server enforces now: a probe pod was admitted. The API server still enforces 2 of the 2 enabled features itself",
 			wantStates: []v1alpha1.FeatureState{v1alpha1.FeatureEnforced, v1alpha1.FeatureEnforced}},
 		{name: "Gatekeeper down: warn features are not enforced at all", vap: true, master: true, features: []featureFacts{warn(), apiServerFacts("hostNamespaces")}, admission: down,
 			wantCond: metav1.ConditionTrue, wantReason: ReasonAPIServerEnforced,

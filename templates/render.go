@@ -408,14 +408,18 @@ func VAPBinds(action string) bool {
 	return action == string(v1alpha1.EnforcementDeny) || action == string(v1alpha1.EnforcementDryRun)
 }
 
-// scopedEnforcementActions are a constraint's actions per enforcement point while the API
-// server enforces the features: the webhook keeps every action (it also judges workloads
-// through expansion, which a policy in the API server cannot), and the API server's policy
-// is bound for deny and dryrun. For a pod the API server evaluates its policies before any
-// webhook and stops at the first denial, so a denied pod gets one message.
-func scopedEnforcementActions(action string) []interface{} {
+// scopedEnforcementActions are a constraint's actions per enforcement point. Every constraint
+// names its points, so that Gatekeeper's --default-create-vap-binding-for-constraints (true by
+// default in v3.23) never applies to it: with that default and an unscoped constraint whose
+// template does not generate a policy, Gatekeeper reports "cannot generate
+// ValidatingAdmissionPolicyBinding" as a constraint error. The webhook, audit and gator keep
+// every action (the webhook also judges workloads through expansion, which a policy in the API
+// server cannot); while the API server enforces the features (vap), its policy is bound too,
+// for deny and dryrun. For a pod the API server evaluates its policies before any webhook and
+// stops at the first denial, so a denied pod gets one message.
+func scopedEnforcementActions(action string, vap bool) []interface{} {
 	points := []string{EnforcementPointWebhook, EnforcementPointAudit, EnforcementPointGator}
-	if VAPBinds(action) {
+	if vap && VAPBinds(action) {
 		points = append(points, EnforcementPointVAP)
 	}
 	eps := make([]interface{}, 0, len(points))
@@ -493,7 +497,8 @@ func renderConstraint(f Feature, spec *v1alpha1.PodSecurityConstraintsSpec, bloc
 	}
 
 	specMap := map[string]interface{}{
-		"enforcementAction": action,
+		"enforcementAction":        "scoped",
+		"scopedEnforcementActions": scopedEnforcementActions(action, spec.ValidatingAdmissionPolicyEnabled()),
 		"match": map[string]interface{}{
 			"kinds": []interface{}{map[string]interface{}{
 				"apiGroups": []interface{}{""},
@@ -502,10 +507,6 @@ func renderConstraint(f Feature, spec *v1alpha1.PodSecurityConstraintsSpec, bloc
 			"excludedNamespaces": toInterfaces(excluded),
 		},
 		"parameters": params,
-	}
-	if spec.ValidatingAdmissionPolicyEnabled() {
-		specMap["enforcementAction"] = "scoped"
-		specMap["scopedEnforcementActions"] = scopedEnforcementActions(action)
 	}
 	u := &unstructured.Unstructured{Object: map[string]interface{}{"spec": specMap}}
 	u.SetGroupVersionKind(ConstraintGroupVersion.WithKind(f.ConstraintKind()))

@@ -17,10 +17,11 @@ const vapSpec = `{excludedNamespaces: [team-*], validatingAdmissionPolicy: {enab
   privilegedContainers: {enabled: true, enforcementAction: warn},
   hostProcess: {enabled: true, enforcementAction: dryrun}}`
 
-// TestRenderValidatingAdmissionPolicy: with spec.validatingAdmissionPolicy.enabled every
-// template asks Gatekeeper for a policy, every constraint picks its enforcement points (deny
-// and dryrun also on vap.k8s.io, warn on the webhook only), and kube-system and the probe's
-// namespace join the exclusions. Without it, nothing of that is rendered.
+// TestRenderValidatingAdmissionPolicy: every constraint is scoped to its enforcement points
+// (so that Gatekeeper's default of binding every constraint to a policy never applies); with
+// spec.validatingAdmissionPolicy.enabled every template asks Gatekeeper for a policy, deny and
+// dryrun are also bound on vap.k8s.io (warn stays on the webhook), and kube-system and the
+// probe's namespace join the exclusions. Without it, no policy and no vap.k8s.io.
 func TestRenderValidatingAdmissionPolicy(t *testing.T) {
 	on := renderSpec(t, vapSpec)
 	off := renderSpec(t, strings.Replace(vapSpec, "validatingAdmissionPolicy: {enabled: true},", "", 1))
@@ -49,14 +50,15 @@ func TestRenderValidatingAdmissionPolicy(t *testing.T) {
 				raw, _, _ := unstructured.NestedString(con.Object, "spec", "enforcementAction")
 				scoped, found, _ := unstructured.NestedSlice(con.Object, "spec", "scopedEnforcementActions")
 				excluded, _, _ := unstructured.NestedStringSlice(con.Object, "spec", "match", "excludedNamespaces")
+				wantPoints := tc.points
 				if !mode.vap {
-					if raw != tc.action || found || slices.Contains(excluded, "psc-probe") || templates.BindsVAP(con) {
-						t.Errorf("off: enforcementAction %q, scopedEnforcementActions %v, excluded %v", raw, scoped, excluded)
+					wantPoints = slices.DeleteFunc(slices.Clone(tc.points), func(p string) bool { return p == templates.EnforcementPointVAP })
+					if slices.Contains(excluded, "psc-probe") || slices.Contains(excluded, "kube-system") || templates.BindsVAP(con) {
+						t.Errorf("off: excluded %v, binds %v", excluded, templates.BindsVAP(con))
 					}
-					continue
 				}
-				if raw != "scoped" || len(scoped) != 1 {
-					t.Fatalf("on: enforcementAction %q with %v, want scoped with one entry", raw, scoped)
+				if raw != "scoped" || !found || len(scoped) != 1 {
+					t.Fatalf("%s: enforcementAction %q with %v, want scoped with one entry", mode.name, raw, scoped)
 				}
 				entry, _ := scoped[0].(map[string]interface{})
 				var points []string
@@ -64,8 +66,11 @@ func TestRenderValidatingAdmissionPolicy(t *testing.T) {
 				for _, ep := range eps {
 					points = append(points, ep.(map[string]interface{})["name"].(string))
 				}
-				if entry["action"] != tc.action || !slices.Equal(points, tc.points) {
-					t.Errorf("on: scoped %v on %v, want %s on %v", entry["action"], points, tc.action, tc.points)
+				if entry["action"] != tc.action || !slices.Equal(points, wantPoints) {
+					t.Errorf("%s: scoped %v on %v, want %s on %v", mode.name, entry["action"], points, tc.action, wantPoints)
+				}
+				if !mode.vap {
+					continue
 				}
 				if templates.BindsVAP(con) != templates.VAPBinds(tc.action) {
 					t.Errorf("on: BindsVAP %v for %s", templates.BindsVAP(con), tc.action)
