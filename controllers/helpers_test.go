@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -86,6 +87,39 @@ func deleteCR(t *testing.T, c client.Client) {
 		}
 		return fmt.Errorf("CR still exists (finalizers %v): %v", obj.Finalizers, err)
 	})
+	// Gatekeeper (here the fake) removes the constraint CRD of each pruned template after
+	// the CR is gone. Wait for that too: a behaviour that starts while an old CRD is still
+	// terminating sees its constraints vanish with it and re-applied, which is right for the
+	// operator but not what that behaviour is about.
+	eventually(t, waitTimeout, func() error { return constraintCRDsSettled(ctx, c) })
+}
+
+// constraintCRDsSettled fails while a constraint CRD is terminating or has no template.
+func constraintCRDsSettled(ctx context.Context, c client.Client) error {
+	list := &unstructured.UnstructuredList{}
+	list.SetGroupVersionKind(templates.TemplateGVK.GroupVersion().WithKind("ConstraintTemplateList"))
+	if err := c.List(ctx, list); err != nil && !meta.IsNoMatchError(err) {
+		return err
+	}
+	kinds := map[string]bool{}
+	for _, tmpl := range list.Items {
+		if kind, _, _ := unstructured.NestedString(tmpl.Object, "spec", "crd", "spec", "names", "kind"); kind != "" && tmpl.GetDeletionTimestamp().IsZero() {
+			kinds[kind] = true
+		}
+	}
+	crds := &apiextensionsv1.CustomResourceDefinitionList{}
+	if err := c.List(ctx, crds); err != nil {
+		return err
+	}
+	for _, crd := range crds.Items {
+		if crd.Spec.Group != constraintsGroup {
+			continue
+		}
+		if !crd.DeletionTimestamp.IsZero() || !kinds[crd.Spec.Names.Kind] {
+			return fmt.Errorf("constraint CRD %s is still being removed", crd.Name)
+		}
+	}
+	return nil
 }
 
 func getCR(t *testing.T, c client.Client) *v1alpha1.PodSecurityConstraints {
@@ -127,7 +161,7 @@ func ourObjects(t *testing.T, c client.Client) []string {
 		t.Fatal(err)
 	}
 	for _, o := range tl.Items {
-		if o.GetDeletionTimestamp().IsZero() {
+		if o.GetDeletionTimestamp().IsZero() && !isProbeObject(&o) {
 			out = append(out, o.GetKind()+"/"+o.GetName())
 		}
 	}

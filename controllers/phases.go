@@ -291,6 +291,9 @@ func watchedKinds(crds map[string]bool) []schema.GroupVersionKind {
 			kinds = append(kinds, templates.ConstraintGroupVersion.WithKind(f.ConstraintKind()))
 		}
 	}
+	if crds[constraintCRDName(probeConstraintKind)] {
+		kinds = append(kinds, probeConstraintGVK())
+	}
 	return kinds
 }
 
@@ -411,7 +414,8 @@ func toInterfaceMap(m map[string]string) map[string]interface{} {
 
 // pruneStale deletes every object labelled as ours that is not in the desired inventory, in
 // reverse apply order: the objects of no single feature (expansion templates), then
-// constraints, then templates. Objects without our label are never touched.
+// constraints, then templates. Objects without our label are never touched, nor is the
+// admission probe's policy (reconcileAdmissionProbe and the finalizer remove it).
 func (r *Reconciler) pruneStale(ctx context.Context, desired templates.Inventory) ([]string, error) {
 	want := map[string]bool{}
 	for _, obj := range desired.Objects() {
@@ -499,7 +503,7 @@ func (r *Reconciler) pruneStale(ctx context.Context, desired templates.Inventory
 
 func (r *Reconciler) deleteUnwanted(ctx context.Context, obj *unstructured.Unstructured, want map[string]bool, pruned []string, errs []error) ([]string, []error) {
 	id := obj.GetKind() + "/" + obj.GetName()
-	if want[id] || !obj.GetDeletionTimestamp().IsZero() {
+	if want[id] || !obj.GetDeletionTimestamp().IsZero() || isProbeObject(obj) {
 		return pruned, errs
 	}
 	if err := r.Client.Delete(ctx, obj, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil && !apierrors.IsNotFound(err) {

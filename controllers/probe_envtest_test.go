@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -106,6 +107,24 @@ func TestAdmissionProbe(t *testing.T) {
 		t.Error("the webhook was never called")
 	}
 
+	// Steady state with the probe running: reconciles (refresh every second) find the probe
+	// policy in place in the cache and apply nothing.
+	time.Sleep(time.Second)
+	applies := te.applies.Load()
+	time.Sleep(3 * time.Second)
+	if n := te.applies.Load() - applies; n != 0 {
+		t.Errorf("the operator applied %d objects in steady state with the probe on, want 0", n)
+	}
+
+	// A change of features prunes the features' objects, never the probe policy.
+	uids := probeUIDs(t, te.client)
+	applyCR(t, te.client, specWith("hostNamespaces"))
+	waitReady(t, te.client, metav1.ConditionTrue, ReasonEnforced)
+	waitObjects(t, te.client, expectedObjects("hostNamespaces"))
+	if now := probeUIDs(t, te.client); now != uids {
+		t.Errorf("the probe policy was recreated by a feature change: UIDs %v, then %v", uids, now)
+	}
+
 	// The webhook goes away with failurePolicy Ignore (Gatekeeper's default): not enforced.
 	srv.Close()
 	waitReady(t, te.client, metav1.ConditionFalse, ReasonAdmissionNotEnforced)
@@ -127,7 +146,7 @@ func TestAdmissionProbe(t *testing.T) {
 
 	// Master switch off: nothing to verify, the probe policy goes.
 	off := false
-	spec := specWith("privilegedContainers")
+	spec := specWith("hostNamespaces")
 	spec.Enabled = &off
 	applyCR(t, te.client, spec)
 	waitReady(t, te.client, metav1.ConditionTrue, ReasonMasterSwitchOff)
@@ -183,14 +202,33 @@ func checkProbePolicy(t *testing.T, c client.Client) {
 	if len(nss) != 1 || nss[0] != DefaultProbeNamespace || action != "deny" {
 		t.Errorf("probe constraint matches %v with %q, want [%s] with deny", nss, action, DefaultProbeNamespace)
 	}
-	if _, ours := con.GetLabels()[templates.LabelManagedBy]; ours {
-		t.Error("the probe constraint carries the features' managed-by label, so the feature pruner would delete it")
+	// Both carry the managed-by label (so the informer cache holds them and a steady-state
+	// reconcile finds them in place) and the probe's component label (so the feature pruner
+	// leaves them alone).
+	tmpl := renderProbeTemplate()
+	if err := c.Get(ctx, client.ObjectKeyFromObject(tmpl), tmpl); err != nil {
+		t.Fatalf("probe template: %v", err)
 	}
-	for _, obj := range ourObjects(t, c) {
-		if strings.Contains(strings.ToLower(obj), "admissionprobe") {
-			t.Errorf("the probe policy shows up among the features' objects: %s", obj)
+	for _, obj := range []*unstructured.Unstructured{tmpl, con} {
+		l := obj.GetLabels()
+		if l[templates.LabelManagedBy] != templates.ManagedByValue || l[labelComponent] != probeComponent {
+			t.Errorf("%s %s has labels %v, want %s=%s and %s=%s", obj.GetKind(), obj.GetName(), l,
+				templates.LabelManagedBy, templates.ManagedByValue, labelComponent, probeComponent)
 		}
 	}
+}
+
+// probeUIDs returns the UIDs of the probe template and constraint.
+func probeUIDs(t *testing.T, c client.Client) [2]types.UID {
+	t.Helper()
+	var uids [2]types.UID
+	for i, obj := range []*unstructured.Unstructured{renderProbeTemplate(), renderProbeConstraint("")} {
+		if err := c.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
+			t.Fatalf("%s %s: %v", obj.GetKind(), obj.GetName(), err)
+		}
+		uids[i] = obj.GetUID()
+	}
+	return uids
 }
 
 // applyManifests creates the objects of a multi-document YAML file.

@@ -6,7 +6,9 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	ctrl "sigs.k8s.io/controller-runtime"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -17,8 +19,9 @@ import (
 // The probe policy: one ConstraintTemplate and constraint of the operator's own that deny only
 // pods labelled policy.podsecurity.dev/admission-probe=deny in the probe namespace. It is Rego
 // only, so Gatekeeper never generates a ValidatingAdmissionPolicy for it: the probe tests the
-// webhook path. It carries its own labels, not the features' managed-by label, so the feature
-// pruner leaves it alone; this file applies and removes it.
+// webhook path. It carries the managed-by label, so the informer cache holds it and its watch
+// restores drift like any feature's object, and a component label that the feature pruner
+// skips: this file alone applies and removes it.
 
 // +kubebuilder:rbac:groups=constraints.gatekeeper.sh,resources=pscadmissionprobe,verbs=get;list;watch;create;update;patch;delete
 // The probe's pod creation (dry run) is granted by a Role in the probe namespace (config/probe),
@@ -41,7 +44,22 @@ violation contains {"msg": msg} if {
 `
 
 func probeLabels() map[string]string {
-	return map[string]string{"app.kubernetes.io/part-of": "psc-operator", labelComponent: probeComponent}
+	return map[string]string{
+		templates.LabelManagedBy:    templates.ManagedByValue,
+		"app.kubernetes.io/part-of": "psc-operator",
+		labelComponent:              probeComponent,
+	}
+}
+
+// isProbeObject reports whether obj is part of the probe policy, whose lifecycle
+// reconcileAdmissionProbe owns.
+func isProbeObject(obj metav1.Object) bool {
+	return obj.GetLabels()[labelComponent] == probeComponent
+}
+
+// probeConstraintGVK is the probe constraint's kind.
+func probeConstraintGVK() schema.GroupVersionKind {
+	return templates.ConstraintGroupVersion.WithKind(probeConstraintKind)
 }
 
 // renderProbeTemplate is the probe policy's ConstraintTemplate.
@@ -147,8 +165,7 @@ func (r *Reconciler) applyProbePolicy(ctx context.Context, obj *v1alpha1.PodSecu
 		return v1alpha1.FeatureError, "applying the template failed: " + err.Error()
 	}
 	f.Template = observeTemplate(live)
-	gvk := templates.ConstraintGroupVersion.WithKind(probeConstraintKind)
-	f.ConstraintCRDReady = r.crdEstablished(ctx, gvk)
+	f.ConstraintCRDReady = r.crdEstablished(ctx, probeConstraintGVK())
 	if f.Template.Created && len(f.Template.Errors) == 0 && f.ConstraintCRDReady {
 		live, _, err = r.applyObject(ctx, obj, renderProbeConstraint(r.Probe.Namespace))
 		switch {

@@ -43,6 +43,9 @@ type testEnv struct {
 	// writes counts the operator's writes; conflicts makes its next N applies fail with 409.
 	writes    atomic.Int64
 	conflicts atomic.Int64
+	// applies counts the operator's patches of Gatekeeper objects (server-side applies), a
+	// subset of writes; a reconcile that finds everything in place makes none.
+	applies atomic.Int64
 	// reads counts the operator's GET requests other than watches (cached reads make none).
 	reads  atomic.Int64
 	cancel context.CancelFunc
@@ -199,6 +202,9 @@ func (te *testEnv) interceptors() interceptor.Funcs {
 		},
 		Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
 			te.writes.Add(1)
+			if _, ok := obj.(*unstructured.Unstructured); ok {
+				te.applies.Add(1)
+			}
 			if _, ok := obj.(*unstructured.Unstructured); ok && te.conflicts.Load() > 0 {
 				te.conflicts.Add(-1)
 				return apierrors.NewConflict(schema.GroupResource{Group: obj.GetObjectKind().GroupVersionKind().Group, Resource: "injected"},
