@@ -20,6 +20,7 @@ const (
 	ReasonMutatorError          = "MutatorError"
 	ReasonMutatorsNotReported   = "MutatorsNotReported"
 	ReasonDefaultsNotEvaluated  = "NotEvaluated"
+	ReasonDefaultsWithheld      = "DefaultsWithheld"
 	mutationCRDsForMessage      = templates.AssignCRDName + ", " + templates.ModifySetCRDName
 	featuresStillEnforcedNotice = " The features are still enforced: pods that leave a required field unset are denied instead of completed."
 )
@@ -36,6 +37,9 @@ type defaultsFacts struct {
 	ApplyErrors []string
 	// Observed is what Gatekeeper reports about each applied mutator.
 	Observed []namedObservation
+	// Withheld says why spec.setDefaults renders no mutators for the feature (it exempts
+	// images); empty otherwise.
+	Withheld string
 }
 
 type namedObservation struct {
@@ -77,6 +81,9 @@ func (r *Reconciler) applyMutators(ctx context.Context, owner *v1alpha1.PodSecur
 // feature has no defaults to apply.
 func defaultsState(d defaultsFacts) (v1alpha1.DefaultsState, string) {
 	if d.Wanted == 0 {
+		if d.Withheld != "" {
+			return v1alpha1.DefaultsWithheld, d.Withheld
+		}
 		return "", ""
 	}
 	switch {
@@ -121,7 +128,7 @@ func defaultsCondition(facts reconcileFacts) metav1.Condition {
 	var wanted, active []string
 	byState := map[v1alpha1.DefaultsState][]string{}
 	for _, f := range facts.Features {
-		if !f.Enabled || f.Defaults.Wanted == 0 {
+		if !f.Enabled || (f.Defaults.Wanted == 0 && f.Defaults.Withheld == "") {
 			continue
 		}
 		wanted = append(wanted, f.Feature.Name)
@@ -146,6 +153,13 @@ func defaultsCondition(facts reconcileFacts) metav1.Condition {
 	case len(byState[v1alpha1.DefaultsPending]) > 0:
 		return cond(metav1.ConditionFalse, ReasonMutatorsNotReported, "Waiting for Gatekeeper to load the mutators of "+strings.Join(byState[v1alpha1.DefaultsPending], "; ")+
 			". If this persists, no Gatekeeper pod runs --operation=mutation-status, or mutation is not enabled (--operation=mutation-webhook).")
+	case len(byState[v1alpha1.DefaultsWithheld]) > 0:
+		msg := "spec.setDefaults is on, but defaults are withheld for " + strings.Join(byState[v1alpha1.DefaultsWithheld], "; ") +
+			". Their fields are not filled in: pods that leave them unset are judged as they are."
+		if len(active) > 0 {
+			msg += fmt.Sprintf(" Defaults are active for %d features: %s.", len(active), strings.Join(active, ", "))
+		}
+		return cond(metav1.ConditionFalse, ReasonDefaultsWithheld, msg)
 	}
 	return cond(metav1.ConditionTrue, ReasonDefaultsActive, fmt.Sprintf("Pods that leave fields unset are completed by Gatekeeper's mutation for %d features: %s.",
 		len(active), strings.Join(active, ", ")))

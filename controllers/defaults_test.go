@@ -39,6 +39,7 @@ func TestDefaultsState(t *testing.T) {
 		{"gatekeeper error", func(d *defaultsFacts) { d.Observed[1].Observed.ByPod[0].Errors = []string{"schema conflict"} }, v1alpha1.DefaultsError, "m2: schema conflict"},
 		{"not reported", func(d *defaultsFacts) { d.Observed[0].Observed.ByPod = nil }, v1alpha1.DefaultsPending, "waiting for Gatekeeper to load m1"},
 		{"old generation", func(d *defaultsFacts) { d.Observed[1].Observed.Generation = 2 }, v1alpha1.DefaultsPending, "waiting for Gatekeeper to load m2"},
+		{"withheld for exempt images", func(d *defaultsFacts) { *d = defaultsFacts{Withheld: "the feature exempts images (falco)"} }, v1alpha1.DefaultsWithheld, "exempts images (falco)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := withDefaults("readOnlyRootFilesystem", tc.mutate)
@@ -46,8 +47,12 @@ func TestDefaultsState(t *testing.T) {
 			if got != tc.want || !strings.Contains(why, tc.wantWhy) {
 				t.Errorf("got %q (%q), want %q (%q)", got, why, tc.want, tc.wantWhy)
 			}
-			if st := featureStatus(f, true); st.Defaults != tc.want || st.State != v1alpha1.FeatureEnforced {
+			st := featureStatus(f, true)
+			if st.Defaults != tc.want || st.State != v1alpha1.FeatureEnforced {
 				t.Errorf("feature status defaults %q state %q: defaults must never change the feature's state", st.Defaults, st.State)
+			}
+			if st.DefaultsMessage != why {
+				t.Errorf("feature status defaultsMessage %q, want %q", st.DefaultsMessage, why)
 			}
 		})
 	}
@@ -76,6 +81,17 @@ func TestDefaultsCondition(t *testing.T) {
 		{name: "not reported", facts: reconcileFacts{MasterEnabled: true, Features: []featureFacts{
 			withDefaults("seccomp", func(d *defaultsFacts) { d.Observed[0].Observed.ByPod = nil }),
 		}}, wantStatus: metav1.ConditionFalse, wantReason: ReasonMutatorsNotReported, wantMsg: "--operation=mutation-status"},
+		{name: "all withheld", facts: reconcileFacts{MasterEnabled: true, Features: []featureFacts{
+			withDefaults("readOnlyRootFilesystem", func(d *defaultsFacts) { *d = defaultsFacts{Withheld: "the feature exempts images (falco)"} }),
+		}}, wantStatus: metav1.ConditionFalse, wantReason: ReasonDefaultsWithheld, wantMsg: "withheld for readOnlyRootFilesystem (the feature exempts images (falco)). Their fields are not filled in"},
+		{name: "some withheld, the rest active", facts: reconcileFacts{MasterEnabled: true, Features: []featureFacts{
+			withDefaults("readOnlyRootFilesystem", func(d *defaultsFacts) { *d = defaultsFacts{Withheld: "the feature exempts images (falco)"} }),
+			withDefaults("seccomp", nil),
+		}}, wantStatus: metav1.ConditionFalse, wantReason: ReasonDefaultsWithheld, wantMsg: "Defaults are active for 1 features: seccomp."},
+		{name: "withheld and pending: pending first", facts: reconcileFacts{MasterEnabled: true, Features: []featureFacts{
+			withDefaults("readOnlyRootFilesystem", func(d *defaultsFacts) { *d = defaultsFacts{Withheld: "the feature exempts images (falco)"} }),
+			withDefaults("seccomp", func(d *defaultsFacts) { d.Observed[0].Observed.ByPod = nil }),
+		}}, wantStatus: metav1.ConditionFalse, wantReason: ReasonMutatorsNotReported, wantMsg: "seccomp"},
 		{name: "gatekeeper unreachable", facts: reconcileFacts{MasterEnabled: true, Failed: &failure{Message: "listing CRDs: timeout"}, Features: []featureFacts{withDefaults("seccomp", nil)}},
 			wantStatus: metav1.ConditionUnknown, wantReason: ReasonDefaultsNotEvaluated, wantMsg: "listing CRDs: timeout"},
 	} {

@@ -60,6 +60,11 @@ func (r *Reconciler) reconcile(ctx context.Context, obj *v1alpha1.PodSecurityCon
 		return facts, ch, ctrl.Result{}
 	}
 	facts.VAPEnabled = obj.Spec.ValidatingAdmissionPolicyEnabled()
+	withheld, err := templates.WithheldDefaults(&obj.Spec)
+	if err != nil {
+		facts.Stalled = &failure{Reason: ReasonRenderFailed, Message: err.Error()}
+		return facts, ch, ctrl.Result{}
+	}
 	for i := range facts.Features {
 		f := &facts.Features[i]
 		if con, ok := rendered.Find(templates.RoleConstraint, f.Feature.Name); ok {
@@ -67,6 +72,7 @@ func (r *Reconciler) reconcile(ctx context.Context, obj *v1alpha1.PodSecurityCon
 			action := templates.ConstraintAction(con)
 			f.EnforcementAction = v1alpha1.EnforcementAction(action)
 			f.VAP = vapFacts{Wanted: facts.VAPEnabled, Binds: facts.VAPEnabled && templates.VAPBinds(action)}
+			f.Defaults.Withheld = withheld[f.Feature.Name]
 		}
 	}
 	facts.Workloads = workloadsFacts{Enabled: obj.Spec.WorkloadsEnabled(), Kinds: len(templates.WorkloadKinds(&obj.Spec))}

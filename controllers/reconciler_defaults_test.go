@@ -204,6 +204,61 @@ func testDefaultsMutators(t *testing.T, te *testEnv, _ *fakeGatekeeper) {
 	}
 }
 
+// testDefaultsWithheldForExemptImages: features with exemptImages that follow spec.setDefaults
+// get no mutators, and the status says why, per feature and in DefaultsActive; the feature's
+// own setDefaults true or false settles it.
+func testDefaultsWithheldForExemptImages(t *testing.T, te *testEnv, _ *fakeGatekeeper) {
+	defer deleteCR(t, te.client)
+	spec := specWith("privilegeEscalation", "capabilities")
+	spec.SetDefaults = ptr.To(true)
+	spec.ExemptImages = []v1alpha1.ImagePattern{"registry.example.com/debug/*"}
+	applyCR(t, te.client, spec)
+	waitReady(t, te.client, metav1.ConditionTrue, ReasonEnforced)
+	if want := expectedMutators(t, spec); len(want) != 0 {
+		t.Fatalf("rendered %v for features with exemptImages that follow spec.setDefaults", want)
+	}
+	cond, obj := waitDefaults(t, te.client, metav1.ConditionFalse, ReasonDefaultsWithheld)
+	for _, want := range []string{"privilegeEscalation (the feature exempts images (registry.example.com/debug/*)", "capabilities (the feature exempts images", "not filled in"} {
+		if !strings.Contains(cond.Message, want) {
+			t.Errorf("DefaultsActive message %q lacks %q", cond.Message, want)
+		}
+	}
+	for _, name := range []string{"privilegeEscalation", "capabilities"} {
+		got := featureStatusOf(obj, name)
+		if got.Defaults != v1alpha1.DefaultsWithheld || got.State != v1alpha1.FeatureEnforced || !strings.Contains(got.DefaultsMessage, name+".setDefaults: true") {
+			t.Errorf("%s: defaults %q (%q) state %q, want Withheld with the way out, and Enforced", name, got.Defaults, got.DefaultsMessage, got.State)
+		}
+	}
+	if got := ourMutators(t, te.client); len(got) != 0 {
+		t.Errorf("mutators applied while withheld: %v", got)
+	}
+
+	// Opting in: every container is defaulted, exempt ones too; the other feature stays withheld.
+	spec.PrivilegeEscalation.SetDefaults = ptr.To(true)
+	applyCR(t, te.client, spec)
+	want := expectedMutators(t, spec)
+	if len(want) != 4 {
+		t.Fatalf("privilegeEscalation opted in: expected its 4 mutators, got %v", want)
+	}
+	waitMutators(t, te.client, want)
+	cond, obj = waitDefaults(t, te.client, metav1.ConditionFalse, ReasonDefaultsWithheld)
+	if !strings.Contains(cond.Message, "active for 1 features: privilegeEscalation") || strings.Contains(cond.Message, "privilegeEscalation (") {
+		t.Errorf("DefaultsActive message %q", cond.Message)
+	}
+	if got := featureStatusOf(obj, "privilegeEscalation"); got.Defaults != v1alpha1.DefaultsActive || got.DefaultsMessage != "" {
+		t.Errorf("privilegeEscalation defaults %q (%q), want Active", got.Defaults, got.DefaultsMessage)
+	}
+
+	// Opting out of the other: nothing is withheld any more.
+	spec.Capabilities.SetDefaults = ptr.To(false)
+	applyCR(t, te.client, spec)
+	_, obj = waitDefaults(t, te.client, metav1.ConditionTrue, ReasonDefaultsActive)
+	if got := featureStatusOf(obj, "capabilities"); got.Defaults != "" || got.DefaultsMessage != "" {
+		t.Errorf("capabilities defaults %q (%q), want none", got.Defaults, got.DefaultsMessage)
+	}
+	waitMutators(t, te.client, want)
+}
+
 // TestGatekeeperWithoutMutation: a Gatekeeper installed without mutation (no Assign and
 // ModifySet CRDs) still gets every feature enforced; DefaultsActive and the features' status
 // say that the defaults have no effect, and Ready stays true.

@@ -26,6 +26,7 @@ func TestReconciler(t *testing.T) {
 		{"DeletionPrunesEverything", testDeletionPrunesEverything},
 		{"WorkloadExpansions", testWorkloadExpansions},
 		{"DefaultsMutators", testDefaultsMutators},
+		{"DefaultsWithheldForExemptImages", testDefaultsWithheldForExemptImages},
 		{"OnlyClusterIsAccepted", testOnlyClusterIsAccepted},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, te, fg) })

@@ -130,7 +130,7 @@ func featureStatus(f featureFacts, masterEnabled bool) v1alpha1.FeatureStatus {
 	st.ValidatingAdmissionPolicy = apiServerStatus(f)
 	featureStateUnderAPIServer(&st)
 	st.Enforced = st.State == v1alpha1.FeatureEnforced
-	st.Defaults, _ = defaultsState(f.Defaults)
+	st.Defaults, st.DefaultsMessage = defaultsState(f.Defaults)
 	return st
 }
 

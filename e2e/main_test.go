@@ -33,7 +33,9 @@
 //	   TestGatekeeperMutation               the local cluster: Gatekeeper's mutating webhook applies an Assign
 //	s13 TestEngine                          which engine (CEL or Rego) Gatekeeper used, from the shape of a denial
 //	s14 TestDefaults                        setDefaults: a bare pod completed by Gatekeeper's mutation,
-//	                                        explicit violations denied, a bare Deployment's pods completed
+//	                                        explicit violations denied, a bare Deployment's pods completed,
+//	                                        ephemeral containers (kubectl debug) checked and never mutated,
+//	                                        defaults withheld for a feature with exemptImages
 //	s15 TestConvertedPSPs                   the PSP tutorial policies converted by convert-psp, enforced
 //	   TestRestrictedProfile                spec.profile: restricted end to end
 //	s16 TestValidatingAdmissionPolicy        spec.validatingAdmissionPolicy: policies and bindings generated,

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -164,6 +165,15 @@ func TestDefaults(t *testing.T) {
 	}
 	ns := newNamespace(t, "defaults")
 
+	// Before the CR: a pod that got a bare debug container (kubectl debug) long ago. Ephemeral
+	// containers stay in the pod's spec for good.
+	if _, err := createPod(simplePod(ns, "legacy", "nginx")); err != nil {
+		t.Fatalf("creating pod legacy: %v", err)
+	}
+	if err := addEphemeral(ns, "legacy", debugContainer("old-debugger", false)); err != nil {
+		t.Fatalf("adding a bare ephemeral container before the CR: %v", err)
+	}
+
 	// Seven features and 22 mutators: allow for a loaded machine.
 	const convergeTimeout = 5 * time.Minute
 	gen := setSpec(t, strictDefaultsSpec(t, true))
@@ -196,6 +206,8 @@ func TestDefaults(t *testing.T) {
 		t.Fatalf("reading the stored pod: %v", err)
 	}
 	checkDefaulted(t, got)
+
+	checkEphemeralContainers(t, ns, stored.Name)
 
 	escalate := barePod(ns, "escalate")
 	escalate.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{AllowPrivilegeEscalation: ptrTo(true)}
@@ -241,6 +253,8 @@ spec:
 		})
 	}
 
+	checkDefaultsWithheld(t, ns, convergeTimeout)
+
 	// Defaults off: the same bare pod is denied.
 	gen = setSpec(t, strictDefaultsSpec(t, false))
 	waitReady(t, gen, convergeTimeout)
@@ -254,6 +268,135 @@ spec:
 		}
 		return true, ""
 	})
+}
+
+// checkEphemeralContainers: with setDefaults on, ephemeral containers are judged, never
+// completed, and no mutator touches one added earlier (the API server would then reject every
+// later kubectl debug, label change and finalizer removal of that pod). target is a pod
+// completed by the defaults; ns/legacy got the bare ephemeral container "old-debugger" before
+// the CR existed.
+func checkEphemeralContainers(t *testing.T, ns, target string) {
+	t.Helper()
+	ctx := context.Background()
+
+	// A bare debug container is not completed: it is denied for what it leaves unset.
+	err := addEphemeral(ns, target, debugContainer("bare-debugger", false))
+	expectDenied(t, "a bare ephemeral container", err,
+		`psc/readOnlyRootFilesystem: ephemeralContainer "bare-debugger"`,
+		`psc/privilegeEscalation: ephemeralContainer "bare-debugger"`,
+		`psc/capabilities: ephemeralContainer "bare-debugger"`)
+
+	// kubectl debug --profile=restricted, plus a read-only root filesystem: admitted and stored
+	// exactly as kubectl sent it.
+	custom := filepath.Join(t.TempDir(), "read-only.yaml")
+	if err := os.WriteFile(custom, []byte("securityContext: {readOnlyRootFilesystem: true}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	out, err := kubectl(kctx, "debug", "-n", ns, target, "--image=busybox", "--container=debugger", "--profile=restricted", "--custom="+custom)
+	expectAdmitted(t, "kubectl debug --profile=restricted --custom=read-only.yaml: "+out, err)
+	pod := &corev1.Pod{}
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: target}, pod); err != nil {
+		t.Fatal(err)
+	}
+	want := &corev1.SecurityContext{
+		RunAsNonRoot: ptrTo(true), AllowPrivilegeEscalation: ptrTo(false), ReadOnlyRootFilesystem: ptrTo(true),
+		Capabilities:   &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
+	if n := len(pod.Spec.EphemeralContainers); n != 1 || pod.Spec.EphemeralContainers[0].Name != "debugger" {
+		t.Errorf("pod %s has ephemeral containers %s, want just debugger", target, compactJSON(pod.Spec.EphemeralContainers))
+	} else if got := pod.Spec.EphemeralContainers[0].SecurityContext; !reflect.DeepEqual(got, want) {
+		t.Errorf("stored debugger securityContext %s, want what kubectl sent: %s", compactJSON(got), compactJSON(want))
+	}
+
+	// The older pod: its bare ephemeral container is left alone, so it can still be labelled
+	// and debugged with a compliant container.
+	legacy := &corev1.Pod{}
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "legacy"}, legacy); err != nil {
+		t.Fatal(err)
+	}
+	patch := client.MergeFrom(legacy.DeepCopy())
+	legacy.Labels = map[string]string{"touched": "yes"}
+	if err := k8s.Patch(ctx, legacy, patch); err != nil {
+		t.Errorf("labelling a pod with an ephemeral container from before the defaults: %v", err)
+	}
+	compliant := debugContainer("new-debugger", false)
+	compliant.SecurityContext = &corev1.SecurityContext{
+		RunAsNonRoot: ptrTo(true), RunAsGroup: ptrTo(int64(1000)), AllowPrivilegeEscalation: ptrTo(false), ReadOnlyRootFilesystem: ptrTo(true),
+		Capabilities:    &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		SeccompProfile:  &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		AppArmorProfile: &corev1.AppArmorProfile{Type: corev1.AppArmorProfileTypeRuntimeDefault},
+		SELinuxOptions:  &corev1.SELinuxOptions{Type: "container_t"},
+	}
+	err = addEphemeral(ns, "legacy", compliant)
+	expectAdmitted(t, "a compliant ephemeral container on a pod with a bare one from before the defaults", err)
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "legacy"}, legacy); err != nil {
+		t.Fatal(err)
+	}
+	for _, ec := range legacy.Spec.EphemeralContainers {
+		if ec.Name == "old-debugger" && ec.SecurityContext != nil {
+			t.Errorf("the ephemeral container from before the defaults changed: %s", compactJSON(ec.SecurityContext))
+		}
+	}
+}
+
+// checkDefaultsWithheld: readOnlyRootFilesystem with exemptImages follows spec.setDefaults, so
+// its defaults are withheld and the status says so; the other features still complete pods. A
+// container of an exempt image is admitted as it is; the others are denied for leaving
+// readOnlyRootFilesystem unset.
+func checkDefaultsWithheld(t *testing.T, ns string, timeout time.Duration) {
+	t.Helper()
+	ctx := context.Background()
+	spec := strictDefaultsSpec(t, true)
+	spec["readOnlyRootFilesystem"] = map[string]interface{}{"enabled": true, "exemptImages": []interface{}{"registry.example.com/debug/*"}}
+	gen := setSpec(t, spec)
+	waitReady(t, gen, timeout)
+	eventually(t, timeout, "DefaultsActive False/DefaultsWithheld", func() (bool, string) {
+		cr, err := getCR(ctx)
+		if err != nil || cr == nil {
+			return false, fmt.Sprintf("reading the CR: %v", err)
+		}
+		c := meta.FindStatusCondition(cr.Status.Conditions, v1alpha1.ConditionDefaultsActive)
+		if c == nil || c.ObservedGeneration < gen || c.Status != metav1.ConditionFalse || c.Reason != "DefaultsWithheld" {
+			return false, fmt.Sprintf("%+v", c)
+		}
+		if fs, _ := featureStatus(cr, "readOnlyRootFilesystem"); fs.Defaults != v1alpha1.DefaultsWithheld || !strings.Contains(fs.DefaultsMessage, "registry.example.com/debug/*") {
+			return false, fmt.Sprintf("readOnlyRootFilesystem defaults %q (%q)", fs.Defaults, fs.DefaultsMessage)
+		}
+		return true, ""
+	})
+
+	// Gatekeeper drops the pruned mutators shortly after: retry until only readOnlyRootFilesystem
+	// denies the bare pod.
+	eventually(t, time.Minute, "the bare pod denied by readOnlyRootFilesystem only", func() (bool, string) {
+		_, err := createPod(barePod(ns, fmt.Sprintf("withheld-%d", time.Now().UnixNano()%100000)))
+		if err == nil {
+			return false, "admitted"
+		}
+		msg := err.Error()
+		if !strings.Contains(msg, `psc/readOnlyRootFilesystem: container "app"`) || strings.Contains(msg, "psc/privilegeEscalation:") {
+			return false, msg
+		}
+		return true, ""
+	})
+	exempt := barePod(ns, "exempt-images")
+	for _, cs := range [][]corev1.Container{exempt.Spec.InitContainers, exempt.Spec.Containers} {
+		for i := range cs {
+			cs[i].Image = "registry.example.com/debug/" + cs[i].Name + ":1"
+		}
+	}
+	stored, err := createPod(exempt)
+	expectAdmitted(t, "a bare pod of exempt images while readOnlyRootFilesystem's defaults are withheld", err)
+	if err == nil {
+		for _, c := range append(append([]corev1.Container{}, stored.Spec.InitContainers...), stored.Spec.Containers...) {
+			csc := c.SecurityContext
+			if csc == nil || csc.ReadOnlyRootFilesystem != nil || csc.AllowPrivilegeEscalation == nil {
+				t.Errorf("container %s securityContext %s, want readOnlyRootFilesystem left unset and the other defaults applied", c.Name, compactJSON(csc))
+			}
+		}
+	}
 }
 
 // TestRenderedDefaultsCompleteWorkloadsInGator: gator applies the rendered mutators to the

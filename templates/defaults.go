@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/podsecurity/psc-operator/api/v1alpha1"
+	"github.com/podsecurity/psc-operator/profiles"
 )
 
 // Mutator kinds the operator writes for spec.setDefaults. Their plurals are the singular
@@ -48,9 +49,24 @@ var mutatorVariants = []mutatorVariant{
 	{suffix: "-generated", source: "Generated"},
 }
 
-// containerLists are the pod fields whose containers get container-level defaults. Ephemeral
-// containers are only ever added to a stored pod (an UPDATE of pods/ephemeralcontainers),
-// which is not defaulted: see mutatorVariant. PodSecurityPolicy did not default them either.
+// containerLists are the pod fields whose containers get container-level defaults.
+//
+// Not ephemeralContainers. They are only ever added to a stored pod, by an UPDATE of the
+// pods/ephemeralcontainers subresource, and a mutator cannot default only the one being added:
+//   - Gatekeeper's mutation webhook gets that request as an UPDATE of kind Pod with the whole
+//     pod, exactly like an UPDATE of the pod itself: neither applyTo nor match can tell the
+//     subresource apart (no subresource field, v3.23);
+//   - its location "spec.ephemeralContainers[name:*]" selects every ephemeral container, also
+//     those added earlier without the field (before setDefaults, in an excluded namespace,
+//     exempt, under warn or dryrun), and no path test can tell new from old;
+//   - the API server rejects any change to an existing ephemeral container on the subresource
+//     ("existing ephemeral containers ... may not be changed") and any change to
+//     spec.ephemeralContainers on a pod UPDATE ("pod updates may not change fields other
+//     than ..."), so such a mutator would block every later kubectl debug, label change and
+//     finalizer removal (a pod stuck terminating) of those pods.
+//
+// PodSecurityPolicy never mutated them either (it mutated on CREATE only and skipped every
+// subresource). They are validated: see the library's checked rules.
 var containerLists = []struct{ field, suffix string }{
 	{field: "containers", suffix: ""},
 	{field: "initContainers", suffix: "-init"},
@@ -80,23 +96,96 @@ func (f Feature) HasDefaults() bool {
 	return err == nil
 }
 
-// defaultsOn resolves the feature's setDefaults against spec.setDefaults.
-func defaultsOn(spec *v1alpha1.PodSecurityConstraintsSpec, block map[string]interface{}) bool {
-	if b, ok := block["setDefaults"].(bool); ok {
-		return b
+// defaultsDecision says whether a feature's mutators are rendered.
+type defaultsDecision struct {
+	On bool
+	// Withheld explains why the defaults spec.setDefaults asks for are not rendered.
+	Withheld string
+}
+
+// decideDefaults resolves the feature's setDefaults against spec.setDefaults.
+//
+// A Gatekeeper mutator cannot skip a container by its image: its location selects list items
+// by one key with an exact value or "*", and its path tests only look at its own location.
+// Defaults would therefore change the containers of exempt images too (container-level
+// fields) or their effective values (pod-level fields, which containers inherit). So a feature
+// with exemptImages (its own or spec.exemptImages) gets defaults only when its own
+// setDefaults is true; following spec.setDefaults alone, they are withheld and the status
+// says why.
+func decideDefaults(f Feature, spec *v1alpha1.PodSecurityConstraintsSpec, block map[string]interface{}) (defaultsDecision, []defaultRule, error) {
+	if !f.HasDefaults() {
+		return defaultsDecision{}, nil, nil
 	}
-	return spec.SetDefaults != nil && *spec.SetDefaults
+	on := spec.SetDefaults != nil && *spec.SetDefaults
+	own, explicit := block["setDefaults"].(bool)
+	if explicit {
+		on = own
+	}
+	if !on {
+		return defaultsDecision{}, nil, nil
+	}
+	rules, err := f.defaultRules(block)
+	if err != nil || len(rules) == 0 {
+		return defaultsDecision{}, nil, err
+	}
+	if exempt := featureExemptImages(f, spec, block); !explicit && len(exempt) > 0 {
+		return defaultsDecision{Withheld: fmt.Sprintf("the feature exempts images (%s) and a Gatekeeper mutator cannot leave "+
+			"a container out by its image; set %s.setDefaults: true to default every container, those images included, "+
+			"or false to only check", strings.Join(exempt, ", "), f.Name)}, nil, nil
+	}
+	return defaultsDecision{On: true}, rules, nil
+}
+
+// featureExemptImages is the feature's exemptImages parameter: spec.exemptImages, then its own.
+func featureExemptImages(f Feature, spec *v1alpha1.PodSecurityConstraintsSpec, block map[string]interface{}) []string {
+	if !f.ContainerLevel {
+		return nil
+	}
+	var exempt []string
+	for _, img := range spec.ExemptImages {
+		exempt = append(exempt, string(img))
+	}
+	return dedupe(append(exempt, stringList(block["exemptImages"])...))
+}
+
+// WithheldDefaults gives, for each enabled feature whose defaults spec.setDefaults asks for
+// but Render withholds, the reason (see decideDefaults). The spec is expected to be defaulted
+// and valid, as for Render.
+func WithheldDefaults(spec *v1alpha1.PodSecurityConstraintsSpec) (map[string]string, error) {
+	if !spec.MasterEnabled() {
+		return nil, nil
+	}
+	spec, err := profiles.EffectiveSpec(spec)
+	if err != nil {
+		return nil, err
+	}
+	blocks, err := featureBlocks(spec)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, f := range Features() {
+		block, ok := blocks[f.Name].(map[string]interface{})
+		if !ok || block["enabled"] != true {
+			continue
+		}
+		d, _, err := decideDefaults(f, spec, block)
+		if err != nil {
+			return nil, err
+		}
+		if d.Withheld != "" {
+			out[f.Name] = d.Withheld
+		}
+	}
+	return out, nil
 }
 
 // renderMutators gives the Gatekeeper mutators that fill in what the feature requires where a
-// pod leaves it unset, or nothing when defaults are off for the feature. They match the same
-// pods as the feature's constraint (kind Pod, the same excluded namespaces).
+// pod leaves it unset, or nothing when defaults are off (or withheld) for the feature. They
+// match the same pods as the feature's constraint (kind Pod, the same excluded namespaces).
 func renderMutators(f Feature, spec *v1alpha1.PodSecurityConstraintsSpec, block map[string]interface{}, excluded []string) ([]*unstructured.Unstructured, error) {
-	if !f.HasDefaults() || !defaultsOn(spec, block) {
-		return nil, nil
-	}
-	rules, err := f.defaultRules(block)
-	if err != nil {
+	d, rules, err := decideDefaults(f, spec, block)
+	if err != nil || !d.On {
 		return nil, err
 	}
 	var out []*unstructured.Unstructured

@@ -124,6 +124,17 @@ func TestRenderMutators(t *testing.T) {
 			"Assign psc-users-and-groups-fs-group spec.securityContext.fsGroup 4000",
 			"Assign psc-users-and-groups-supplemental-groups spec.securityContext.supplementalGroups [6000]",
 		}},
+		{name: "spec.exemptImages withhold defaults that follow spec.setDefaults", spec: `{setDefaults: true, exemptImages: ["registry.example.com/debug/*"], readOnlyRootFilesystem: {enabled: true}, seccomp: {enabled: true, allowedProfiles: [RuntimeDefault]}}`},
+		{name: "a feature's exemptImages withhold only its defaults", spec: `{setDefaults: true, readOnlyRootFilesystem: {enabled: true, exemptImages: [falco]}, privilegeEscalation: {enabled: true}}`, want: []string{
+			"Assign psc-privilege-escalation-default spec.containers[name:*].securityContext.allowPrivilegeEscalation false",
+			"Assign psc-privilege-escalation-default-init spec.initContainers[name:*].securityContext.allowPrivilegeEscalation false",
+		}},
+		{name: "exemptImages with the feature's own setDefaults true: every container", spec: `{exemptImages: ["registry.example.com/debug/*"], readOnlyRootFilesystem: {enabled: true, setDefaults: true}, seccomp: {enabled: true, setDefaults: true, exemptImages: [falco], allowedProfiles: [RuntimeDefault]}}`, want: []string{
+			"Assign psc-read-only-root-filesystem-default spec.containers[name:*].securityContext.readOnlyRootFilesystem true",
+			"Assign psc-read-only-root-filesystem-default-init spec.initContainers[name:*].securityContext.readOnlyRootFilesystem true",
+			`Assign psc-seccomp-runtime-default spec.securityContext.seccompProfile {"type":"RuntimeDefault"}`,
+		}},
+		{name: "exemptImages with the feature's own setDefaults false", spec: `{setDefaults: true, exemptImages: [falco], readOnlyRootFilesystem: {enabled: true, setDefaults: false}}`},
 		{name: "usersAndGroups MayRunAs and RunAsAny set nothing", spec: `{setDefaults: true, usersAndGroups: {enabled: true, runAsUser: {rule: RunAsAny}, runAsGroup: {rule: MayRunAs, ranges: [{min: 1, max: 2}]}, fsGroup: {rule: RunAsAny}, supplementalGroups: {rule: MayRunAs, ranges: [{min: 1, max: 2}]}}}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -520,4 +531,262 @@ func TestDefaultedPodPassesPodSecurityStandards(t *testing.T) {
 	if res := check(barePodDefaulted); !res.Allowed {
 		t.Errorf("defaulted pod fails restricted: %s", res.ForbiddenDetail())
 	}
+}
+
+// TestWithheldDefaults: Render withholds exactly the defaults a feature follows from
+// spec.setDefaults while it exempts images, and says why, naming the images its constraint
+// exempts.
+func TestWithheldDefaults(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		spec string
+		want map[string]string // feature: the images the reason names
+	}{
+		{name: "no exempt images", spec: `{setDefaults: true, readOnlyRootFilesystem: {enabled: true}}`},
+		{name: "defaults off", spec: `{exemptImages: [falco], readOnlyRootFilesystem: {enabled: true}}`},
+		{name: "spec.exemptImages: every defaulting feature that follows spec.setDefaults",
+			spec: `{setDefaults: true, exemptImages: ["registry.example.com/debug/*"], privilegedContainers: {enabled: true}, readOnlyRootFilesystem: {enabled: true, exemptImages: [falco]}, privilegeEscalation: {enabled: true, setDefaults: true}, capabilities: {enabled: true, setDefaults: false, requiredDropCapabilities: [ALL]}, seccomp: {enabled: true, allowedProfiles: [RuntimeDefault]}}`,
+			want: map[string]string{"readOnlyRootFilesystem": "registry.example.com/debug/*, falco", "seccomp": "registry.example.com/debug/*"}},
+		{name: "nothing to default: nothing withheld", spec: `{setDefaults: true, exemptImages: [falco], seLinux: {enabled: true}, capabilities: {enabled: true}}`},
+		{name: "disabled feature", spec: `{setDefaults: true, exemptImages: [falco], readOnlyRootFilesystem: {enabled: false}}`},
+		{name: "master switch off", spec: `{enabled: false, setDefaults: true, exemptImages: [falco], readOnlyRootFilesystem: {enabled: true}}`},
+		{name: "profile features follow spec.setDefaults", spec: `{profile: restricted, setDefaults: true, exemptImages: [falco]}`,
+			want: map[string]string{"privilegeEscalation": "falco", "capabilities": "falco", "usersAndGroups": "falco", "seccomp": "falco", "appArmor": "falco"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			psc, err := loadSpec(t, []byte("apiVersion: policy.podsecurity.dev/v1alpha1\nkind: PodSecurityConstraints\nmetadata: {name: cluster}\nspec: "+tc.spec))
+			if err != nil {
+				t.Fatalf("spec is invalid: %v", err)
+			}
+			got, err := templates.WithheldDefaults(&psc.Spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(tc.want) {
+				t.Errorf("withheld for %v, want %v", got, tc.want)
+			}
+			inv := renderSpec(t, tc.spec)
+			for feature, images := range tc.want {
+				why, ok := got[feature]
+				if !ok {
+					t.Errorf("%s: not withheld", feature)
+					continue
+				}
+				if !strings.Contains(why, "exempts images ("+images+")") || !strings.Contains(why, feature+".setDefaults: true") {
+					t.Errorf("%s: reason %q does not name the images %s and the way out", feature, why, images)
+				}
+				// The images named are the ones the feature's constraint exempts.
+				con, ok := inv.Find(templates.RoleConstraint, feature)
+				if !ok {
+					t.Fatalf("%s has no constraint", feature)
+				}
+				params, _, _ := unstructured.NestedStringSlice(con.Object, "spec", "parameters", "exemptImages")
+				if strings.Join(params, ", ") != images {
+					t.Errorf("%s: the constraint exempts %v, the reason names %s", feature, params, images)
+				}
+				for _, it := range inv {
+					if it.Role == templates.RoleMutator && it.Feature == feature {
+						t.Errorf("%s: withheld, yet %s was rendered", feature, it.Object.GetName())
+					}
+				}
+			}
+		})
+	}
+}
+
+// withEphemeral adds ephemeral containers to a pod given as YAML.
+func withEphemeral(t *testing.T, podYAML string, containers ...map[string]interface{}) map[string]interface{} {
+	t.Helper()
+	pod := podFromYAML(t, podYAML)
+	var list []interface{}
+	for _, c := range containers {
+		list = append(list, c)
+	}
+	pod["spec"].(map[string]interface{})["ephemeralContainers"] = list
+	return pod
+}
+
+// TestEphemeralContainersAreCheckedNotDefaulted: kubectl debug adds an ephemeral container with
+// an UPDATE of pods/ephemeralcontainers, which Gatekeeper's mutation webhook receives as an
+// UPDATE of the Pod (v3.23 cannot tell it from an UPDATE of the pod itself). No rendered
+// mutator changes such a request, neither the container being added nor one added earlier
+// (the API server would reject the change of an existing one), and the real policies still
+// judge the added container, and only it.
+func TestEphemeralContainersAreCheckedNotDefaulted(t *testing.T) {
+	ctx := context.Background()
+	objs := strictSpec(t, true)
+	mut, err := policytest.NewMutator(objs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := policytest.New(ctx, objs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bare := func(name string) map[string]interface{} {
+		return map[string]interface{}{"name": name, "image": "busybox", "terminationMessagePolicy": "File"}
+	}
+	// What kubectl debug --profile=restricted sets, plus readOnlyRootFilesystem (--custom).
+	restricted := func(name string) map[string]interface{} {
+		c := bare(name)
+		c["securityContext"] = map[string]interface{}{
+			"runAsNonRoot": true, "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
+			"capabilities":   map[string]interface{}{"drop": []interface{}{"ALL"}},
+			"seccompProfile": map[string]interface{}{"type": "RuntimeDefault"},
+		}
+		return c
+	}
+	// The stored pod was completed at creation; "old" was added before setDefaults was on.
+	stored := withEphemeral(t, barePodDefaulted, bare("old"))
+
+	for _, tc := range []struct {
+		name   string
+		added  map[string]interface{}
+		denied []string // substrings, each about the added container
+	}{
+		{name: "bare debug container: not completed, denied", added: bare("debugger"), denied: []string{
+			`psc/readOnlyRootFilesystem: ephemeralContainer "debugger"`,
+			`psc/privilegeEscalation: ephemeralContainer "debugger"`,
+			`psc/capabilities: ephemeralContainer "debugger"`,
+		}},
+		{name: "restricted debug container: admitted as sent", added: restricted("debugger")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := withEphemeral(t, barePodDefaulted, bare("old"), tc.added)
+			sent, _ := json.Marshal(req)
+			changed, err := mut.Mutate(ctx, policytest.MutationRequest{Object: req, Operation: "UPDATE"})
+			if err != nil || changed {
+				t.Errorf("the ephemeralcontainers UPDATE was mutated (changed %v, err %v)", changed, err)
+			}
+			if after, _ := json.Marshal(req); string(after) != string(sent) {
+				t.Errorf("the request changed:\n%s\n%s", sent, after)
+			}
+			vs, err := ev.Review(ctx, policytest.Request{Operation: "UPDATE", SubResource: "ephemeralcontainers", Object: req, OldObject: stored})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var msgs []string
+			for _, v := range policytest.Denied(vs) {
+				msgs = append(msgs, v.Message)
+				if !strings.Contains(v.Message, `ephemeralContainer "debugger"`) {
+					t.Errorf("denial about something else than the added container: %s", v.Message)
+				}
+			}
+			for _, want := range tc.denied {
+				if !slices.ContainsFunc(msgs, func(m string) bool { return strings.Contains(m, want) }) {
+					t.Errorf("denials %q lack %q", msgs, want)
+				}
+			}
+			if len(tc.denied) == 0 && len(msgs) > 0 {
+				t.Errorf("denied: %q", msgs)
+			}
+		})
+	}
+
+	t.Run("an UPDATE of the pod itself changes nothing", func(t *testing.T) {
+		req := withEphemeral(t, barePodDefaulted, bare("old"))
+		req["metadata"].(map[string]interface{})["labels"] = map[string]interface{}{"touched": "yes"}
+		changed, err := mut.Mutate(ctx, policytest.MutationRequest{Object: req, Operation: "UPDATE"})
+		if err != nil || changed {
+			t.Errorf("a label change was mutated (changed %v, err %v): the API server rejects any change of spec.ephemeralContainers there", changed, err)
+		}
+	})
+}
+
+// exemptSpec is the full sample with defaults on and registry.example.com/debug/* exempt from
+// readOnlyRootFilesystem, whose own setDefaults is ownDefaults (nil: unset).
+func exemptSpec(t *testing.T, ownDefaults *bool) []*unstructured.Unstructured {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("..", "config", "samples", strictDefaultsSample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	psc, err := loadSpec(t, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	on := true
+	psc.Spec.SetDefaults = &on
+	psc.Spec.ReadOnlyRootFilesystem.ExemptImages = []v1alpha1.ImagePattern{"registry.example.com/debug/*"}
+	psc.Spec.ReadOnlyRootFilesystem.SetDefaults = ownDefaults
+	inv, err := templates.Render(&psc.Spec, templates.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return inv.Objects(templates.RoleTemplate, templates.RoleConstraint, templates.RoleMutator)
+}
+
+// TestExemptImagesAndDefaults, with Gatekeeper's mutation system and the real policies: while
+// a feature with exemptImages follows spec.setDefaults, nothing of it is defaulted (the exempt
+// container keeps its writable root filesystem, the other one is denied as without defaults);
+// with the feature's own setDefaults: true every container is completed, the exempt one too.
+func TestExemptImagesAndDefaults(t *testing.T) {
+	ctx := context.Background()
+	const pod = `
+apiVersion: v1
+kind: Pod
+metadata: {name: mixed, namespace: shop}
+spec:
+  containers:
+    - {name: app, image: registry.example.com/shop/app:1}
+    - {name: debug, image: registry.example.com/debug/tools:1}
+`
+	readOnly := func(obj map[string]interface{}) []string {
+		var out []string
+		for _, c := range obj["spec"].(map[string]interface{})["containers"].([]interface{}) {
+			v, found, _ := unstructured.NestedFieldNoCopy(c.(map[string]interface{}), "securityContext", "readOnlyRootFilesystem")
+			out = append(out, fmt.Sprintf("%s=%v", c.(map[string]interface{})["name"], map[bool]interface{}{true: v, false: "unset"}[found]))
+		}
+		return out
+	}
+	run := func(t *testing.T, own *bool) ([]string, []string) {
+		t.Helper()
+		objs := exemptSpec(t, own)
+		mut, err := policytest.NewMutator(objs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, err := policytest.New(ctx, objs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		obj := podFromYAML(t, pod)
+		if _, err := mut.Mutate(ctx, policytest.MutationRequest{Object: obj, Operation: "CREATE"}); err != nil {
+			t.Fatal(err)
+		}
+		vs, err := ev.Review(ctx, policytest.Request{Object: obj})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var msgs []string
+		for _, v := range policytest.Denied(vs) {
+			msgs = append(msgs, v.Message)
+		}
+		// The other features' defaults apply either way.
+		if _, found, _ := unstructured.NestedFieldNoCopy(obj, "spec", "securityContext", "runAsNonRoot"); !found {
+			t.Errorf("the other features' defaults were not applied: %v", obj["spec"])
+		}
+		return readOnly(obj), msgs
+	}
+
+	t.Run("withheld", func(t *testing.T) {
+		got, msgs := run(t, nil)
+		if want := []string{"app=unset", "debug=unset"}; !slices.Equal(got, want) {
+			t.Errorf("readOnlyRootFilesystem %v, want %v", got, want)
+		}
+		want := []string{`psc/readOnlyRootFilesystem: container "app" has securityContext.readOnlyRootFilesystem unset, must be true`}
+		if !slices.Equal(msgs, want) {
+			t.Errorf("denials %q, want %q", msgs, want)
+		}
+	})
+	t.Run("the feature's own setDefaults true", func(t *testing.T) {
+		on := true
+		got, msgs := run(t, &on)
+		if want := []string{"app=true", "debug=true"}; !slices.Equal(got, want) {
+			t.Errorf("readOnlyRootFilesystem %v, want %v", got, want)
+		}
+		if len(msgs) > 0 {
+			t.Errorf("denied: %q", msgs)
+		}
+	})
 }

@@ -95,8 +95,12 @@ type PodSecurityConstraintsSpec struct {
 	// ModifySet) instead of denying the pod: readOnlyRootFilesystem, privilegeEscalation,
 	// capabilities, seccomp, appArmor, usersAndGroups and seLinux. A value a pod sets is never
 	// changed, so a pod that asks for something forbidden is still denied. Pods are defaulted
-	// when they are created and when a workload is judged as the pod it would create. Needs
-	// Gatekeeper's mutation webhook. A feature's own setDefaults overrides this. Default false.
+	// when they are created and when a workload is judged as the pod it would create;
+	// ephemeral containers (kubectl debug) are checked, never defaulted. Needs Gatekeeper's
+	// mutation webhook. A feature's own setDefaults overrides this. A feature with
+	// exemptImages (its own or spec.exemptImages) does not follow this: a mutator cannot leave
+	// a container out by its image, so its defaults are withheld (status.features[].defaults:
+	// Withheld) until its own setDefaults is true or false. Default false.
 	// +kubebuilder:default=false
 	// +optional
 	SetDefaults *bool `json:"setDefaults,omitempty"`
@@ -296,8 +300,10 @@ type ContainerFeatureCommon struct {
 // FeatureDefaults is held by the features that can fill in a field a pod leaves unset.
 type FeatureDefaults struct {
 	// SetDefaults overrides spec.setDefaults for this feature: true fills in the fields this
-	// feature requires where a pod leaves them unset, false only checks them. Unset: follow
-	// spec.setDefaults.
+	// feature requires where a pod leaves them unset, in every container including those of
+	// exempt images; false only checks them. Unset: follow spec.setDefaults, except that a
+	// feature with exemptImages (its own or spec.exemptImages) then gets no defaults
+	// (status.features[].defaults: Withheld).
 	// +optional
 	SetDefaults *bool `json:"setDefaults,omitempty"`
 }

@@ -79,6 +79,11 @@ const (
 	DefaultsUnavailable DefaultsState = "Unavailable"
 	// DefaultsError: applying the mutators failed or Gatekeeper reported an error for them.
 	DefaultsError DefaultsState = "Error"
+	// DefaultsWithheld: spec.setDefaults is on but the feature exempts images, which a
+	// Gatekeeper mutator cannot leave out, and its own setDefaults is unset: nothing is
+	// defaulted for it until its setDefaults says true (default every container, exempt ones
+	// included) or false.
+	DefaultsWithheld DefaultsState = "Withheld"
 )
 
 // FeatureState summarises one feature.
@@ -197,9 +202,11 @@ type FeatureStatus struct {
 	Message string `json:"message,omitempty"`
 
 	// Defaults says whether the fields this feature requires are filled in on pods that leave
-	// them unset (setDefaults): Active, Pending, Unavailable (Gatekeeper without mutation) or
-	// Error. Absent when defaults are off for the feature or it has nothing to default.
-	// +kubebuilder:validation:Enum=Active;Pending;Unavailable;Error
+	// them unset (setDefaults): Active, Pending, Unavailable (Gatekeeper without mutation),
+	// Error, or Withheld (spec.setDefaults is on, but the feature exempts images and its own
+	// setDefaults is unset). Absent when defaults are off for the feature or it has nothing to
+	// default.
+	// +kubebuilder:validation:Enum=Active;Pending;Unavailable;Error;Withheld
 	// +optional
 	Defaults DefaultsState `json:"defaults,omitempty"`
 
@@ -207,6 +214,9 @@ type FeatureStatus struct {
 	// (spec.validatingAdmissionPolicy.enabled); absent when that is off.
 	// +optional
 	ValidatingAdmissionPolicy *FeatureAPIServerStatus `json:"validatingAdmissionPolicy,omitempty"`
+	// DefaultsMessage explains a defaults state other than Active in a sentence.
+	// +optional
+	DefaultsMessage string `json:"defaultsMessage,omitempty"`
 }
 
 // Violation is one audit result.
