@@ -108,8 +108,8 @@ test-assets: ## Build/install kube-apiserver, kubectl and etcd for envtest into 
 	@hack/test-assets.sh
 
 .PHONY: bench
-bench: ## Benchmark policy evaluation (per-review latency, CEL as Gatekeeper runs by default and Rego forced).
-	go test -run '^$$' -bench . -benchmem -count=$${BENCH_COUNT:-5} ./templates/...
+bench: ## Benchmark policy evaluation (Go benchmarks and gator bench; gatekeeper-library side by side when PSC_GATEKEEPER_LIBRARY is set).
+	hack/bench.sh
 
 .PHONY: bench-operator
 bench-operator: test-assets build ## The operator's steady-state cost and apply latency on the local cluster (its own metrics).
