@@ -101,6 +101,8 @@ func parseManagerFlags(args []string) (*managerFlags, error) {
 	if f.leaderElectionNS == "" {
 		f.leaderElectionNS = f.opts.OperatorNamespace
 	}
+	// The probe's namespace is excluded from the features while the API server enforces them.
+	f.opts.ProbeNamespace = f.probeNS
 	return f, nil
 }
 

@@ -24,6 +24,7 @@ func runRender(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	opts := templates.DefaultOptions()
 	fs.StringVar(&opts.OperatorNamespace, "operator-namespace", opts.OperatorNamespace, "namespace the operator runs in (always excluded)")
 	fs.StringVar(&opts.GatekeeperNamespace, "gatekeeper-namespace", opts.GatekeeperNamespace, "namespace Gatekeeper runs in (always excluded)")
+	fs.StringVar(&opts.ProbeNamespace, "admission-probe-namespace", opts.ProbeNamespace, "the admission probe's namespace (excluded with validatingAdmissionPolicy.enabled)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: manager render -f FILE [flags]\n\nPrints the Gatekeeper objects the operator would apply for a PodSecurityConstraints manifest.")
 		fs.PrintDefaults()

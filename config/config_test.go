@@ -52,6 +52,17 @@ func TestClusterRoleIsLeastPrivilege(t *testing.T) {
 				if g == "apiextensions.k8s.io" && !slices.Equal(rule.Verbs, []string{"get", "list", "watch"}) {
 					t.Errorf("CRD access must be read-only, got %v", rule.Verbs)
 				}
+				// Gatekeeper writes the ValidatingAdmissionPolicies and bindings
+				// (spec.validatingAdmissionPolicy); the operator only reads them, and never
+				// touches webhook configurations.
+				if g == "admissionregistration.k8s.io" {
+					if !slices.Equal(rule.Verbs, []string{"get", "list", "watch"}) {
+						t.Errorf("admissionregistration access must be read-only, got %v", rule.Verbs)
+					}
+					if r != "validatingadmissionpolicies" && r != "validatingadmissionpolicybindings" {
+						t.Errorf("admissionregistration access is for ValidatingAdmissionPolicies and their bindings only, got %s", r)
+					}
+				}
 				if g == "constraints.gatekeeper.sh" {
 					constraintResources = append(constraintResources, r)
 				}

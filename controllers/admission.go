@@ -193,8 +193,16 @@ type admissionFacts struct {
 	Since   time.Time
 }
 
-// admissionBlocksReady is the Ready condition a bad verdict imposes, if any.
-func admissionBlocksReady(a *admissionFacts, enabled int32) (metav1.Condition, bool) {
+// admissionBlocksReady is the Ready condition a bad verdict imposes, if any. st holds the
+// features after featureStateUnderAdmission.
+//
+// With the API server enforcing features itself (spec.validatingAdmissionPolicy) while
+// Gatekeeper's webhook does not judge pods, Ready is False with EnforcedByAPIServerOnly
+// (Degraded in Argo CD), not True: pods violating a denying feature are still denied, but
+// workloads are no longer judged at apply time, pods are not completed by defaults, features
+// in warn give no warning, and audit results go stale, until Gatekeeper is back. The reason
+// says that pods are still protected, unlike AdmissionNotEnforced.
+func admissionBlocksReady(a *admissionFacts, st v1alpha1.PodSecurityConstraintsStatus) (metav1.Condition, bool) {
 	if a == nil {
 		return metav1.Condition{}, false
 	}
@@ -203,8 +211,26 @@ func admissionBlocksReady(a *admissionFacts, enabled int32) (metav1.Condition, b
 	}
 	switch a.Verdict {
 	case VerdictNotEnforced:
+		var byAPIServer, unchecked []string
+		for _, f := range st.Features {
+			switch {
+			case f.State == v1alpha1.FeatureEnforced && f.ValidatingAdmissionPolicy != nil:
+				byAPIServer = append(byAPIServer, f.Name)
+			case f.State == v1alpha1.FeatureNotEnforced:
+				unchecked = append(unchecked, f.Name)
+			}
+		}
+		if len(byAPIServer) > 0 {
+			msg := fmt.Sprintf("Only the API server enforces now: %s The API server still enforces %d of the %d enabled features itself (ValidatingAdmissionPolicy): pods violating them are denied. "+
+				"Until Gatekeeper is back, workloads are not judged at apply time, pods are not completed by defaults, and audit results are not refreshed.",
+				strings.TrimPrefix(a.Message, "Pods are admitted unchecked: "), len(byAPIServer), st.EnabledFeatures)
+			if len(unchecked) > 0 {
+				msg += fmt.Sprintf(" Not enforced at all now: %s.", strings.Join(unchecked, ", "))
+			}
+			return notReady(ReasonEnforcedByAPIServerOnly, msg)
+		}
 		return notReady(ReasonAdmissionNotEnforced, fmt.Sprintf("%s None of the %d enabled features is enforced at admission; Gatekeeper's audit still reports violations once it runs.",
-			a.Message, enabled))
+			a.Message, st.EnabledFeatures))
 	case VerdictWebhookFailing:
 		return notReady(ReasonAdmissionWebhookFailing, a.Message)
 	case VerdictUnverified:
@@ -221,6 +247,10 @@ func featureStateUnderAdmission(st *v1alpha1.FeatureStatus, a *admissionFacts) {
 	}
 	switch a.Verdict {
 	case VerdictNotEnforced:
+		if vap := st.ValidatingAdmissionPolicy; vap != nil && vap.State == v1alpha1.APIServerActive {
+			st.Message = "Enforced by the API server only (ValidatingAdmissionPolicy " + vap.PolicyName + "): Gatekeeper's webhook is not judging pods (see Ready)."
+			return
+		}
 		st.State, st.Enforced = v1alpha1.FeatureNotEnforced, false
 		st.Message = "Gatekeeper reports the constraint enforced, but its webhook is not judging pods: they are admitted unchecked (see Ready)."
 	case VerdictWebhookFailing:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -33,6 +34,10 @@ func CacheOptions() cache.Options {
 		ByObject: map[client.Object]cache.ByObject{
 			&v1alpha1.PodSecurityConstraints{}:          {Label: labels.Everything()},
 			&apiextensionsv1.CustomResourceDefinition{}: {Label: labels.Everything(), Transform: trimCRDForCache},
+			// Gatekeeper generates these without our labels (vap.go). No informer starts
+			// until spec.validatingAdmissionPolicy is first switched on.
+			&admissionregistrationv1.ValidatingAdmissionPolicy{}:        {Label: labels.Everything()},
+			&admissionregistrationv1.ValidatingAdmissionPolicyBinding{}: {Label: labels.Everything()},
 		},
 	}
 }
@@ -43,6 +48,10 @@ func CacheOptions() cache.Options {
 func trimForCache(in any) (any, error) {
 	if obj, err := meta.Accessor(in); err == nil && obj.GetManagedFields() != nil {
 		obj.SetManagedFields(nil)
+	}
+	if p, ok := in.(*admissionregistrationv1.ValidatingAdmissionPolicy); ok {
+		trimVAP(p)
+		return p, nil
 	}
 	u, ok := in.(*unstructured.Unstructured)
 	if !ok {

@@ -4,20 +4,26 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/podsecurity/psc-operator/api/v1alpha1"
+	"github.com/podsecurity/psc-operator/templates"
 )
 
 // templateObservation is what Gatekeeper reports about a ConstraintTemplate.
 type templateObservation struct {
-	Exists  bool
-	Created bool
+	Exists     bool
+	Generation int64
+	Created    bool
 	// Errors are the compile errors Gatekeeper's pods reported, one line each.
 	Errors []string
+	// VAP is each pod's report of generating the template's ValidatingAdmissionPolicy
+	// (status.byPod[].vapGenerationStatus), from the pods that made one.
+	VAP []vapGeneration
 }
 
 // constraintObservation is what Gatekeeper reports about a constraint.
@@ -36,6 +42,9 @@ type constraintPodStatus struct {
 	Enforced           bool
 	ObservedGeneration int64
 	Errors             []string
+	// VAP is the pod's report for the enforcement point vap.k8s.io (the binding Gatekeeper
+	// generates), from status.byPod[].enforcementPointsStatus; empty when it made none.
+	VAP vapGeneration
 }
 
 // observeTemplate reads status.created and status.byPod[].errors of a ConstraintTemplate.
@@ -43,7 +52,7 @@ func observeTemplate(u *unstructured.Unstructured) templateObservation {
 	if u == nil {
 		return templateObservation{}
 	}
-	obs := templateObservation{Exists: true}
+	obs := templateObservation{Exists: true, Generation: u.GetGeneration()}
 	obs.Created, _, _ = unstructured.NestedBool(u.Object, "status", "created")
 	byPod, _, _ := unstructured.NestedSlice(u.Object, "status", "byPod")
 	for _, p := range byPod {
@@ -52,6 +61,10 @@ func observeTemplate(u *unstructured.Unstructured) templateObservation {
 			continue
 		}
 		obs.Errors = append(obs.Errors, gatekeeperErrors(pod)...)
+		if g, ok := pod["vapGenerationStatus"].(map[string]interface{}); ok {
+			gen, _, _ := unstructured.NestedInt64(g, "observedGeneration")
+			obs.VAP = append(obs.VAP, vapGeneration{State: str(g, "state"), Message: str(g, "warning"), ObservedGeneration: gen})
+		}
 	}
 	obs.Errors = uniqueSorted(obs.Errors)
 	return obs
@@ -85,10 +98,24 @@ func observeConstraint(u *unstructured.Unstructured) constraintObservation {
 			Namespace:         str(m, "namespace"),
 			Name:              str(m, "name"),
 			Message:           str(m, "message"),
-			EnforcementAction: str(m, "enforcementAction"),
+			EnforcementAction: violationAction(m),
 		})
 	}
 	return obs
+}
+
+// violationAction is an audit result's action; for a scoped constraint (all of ours) the
+// actions Gatekeeper lists in enforcementActions.
+func violationAction(m map[string]interface{}) string {
+	action := str(m, "enforcementAction")
+	if action != "scoped" {
+		return action
+	}
+	actions, _, _ := unstructured.NestedStringSlice(m, "enforcementActions")
+	if len(actions) == 0 {
+		return action
+	}
+	return strings.Join(uniqueSorted(actions), ",")
 }
 
 func gatekeeperErrors(pod map[string]interface{}) []string {
@@ -152,6 +179,15 @@ func observeByPod(u *unstructured.Unstructured) []constraintPodStatus {
 		st.ID, _, _ = unstructured.NestedString(pod, "id")
 		st.Enforced, _, _ = unstructured.NestedBool(pod, "enforced")
 		st.ObservedGeneration, _, _ = unstructured.NestedInt64(pod, "observedGeneration")
+		eps, _, _ := unstructured.NestedSlice(pod, "enforcementPointsStatus")
+		for _, e := range eps {
+			ep, ok := e.(map[string]interface{})
+			if !ok || str(ep, "enforcementPoint") != templates.EnforcementPointVAP {
+				continue
+			}
+			gen, _, _ := unstructured.NestedInt64(ep, "observedGeneration")
+			st.VAP = vapGeneration{State: str(ep, "state"), Message: str(ep, "message"), ObservedGeneration: gen}
+		}
 		out = append(out, st)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })

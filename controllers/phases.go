@@ -60,6 +60,7 @@ func (r *Reconciler) reconcile(ctx context.Context, obj *v1alpha1.PodSecurityCon
 		facts.Stalled = &failure{Reason: ReasonRenderFailed, Message: err.Error()}
 		return facts, ch, ctrl.Result{}
 	}
+	facts.VAPEnabled = obj.Spec.ValidatingAdmissionPolicyEnabled()
 	withheld, err := templates.WithheldDefaults(&obj.Spec)
 	if err != nil {
 		facts.Stalled = &failure{Reason: ReasonRenderFailed, Message: err.Error()}
@@ -69,8 +70,9 @@ func (r *Reconciler) reconcile(ctx context.Context, obj *v1alpha1.PodSecurityCon
 		f := &facts.Features[i]
 		if con, ok := rendered.Find(templates.RoleConstraint, f.Feature.Name); ok {
 			f.Enabled = true
-			action, _, _ := unstructured.NestedString(con.Object, "spec", "enforcementAction")
+			action := templates.ConstraintAction(con)
 			f.EnforcementAction = v1alpha1.EnforcementAction(action)
+			f.VAP = vapFacts{Wanted: facts.VAPEnabled, Binds: facts.VAPEnabled && templates.VAPBinds(action)}
 			f.Defaults.Withheld = withheld[f.Feature.Name]
 		}
 	}
@@ -96,6 +98,9 @@ func (r *Reconciler) reconcile(ctx context.Context, obj *v1alpha1.PodSecurityCon
 	pending := newWatch || waiting
 	stepDone(ctx, "features")
 
+	if facts.VAPEnabled {
+		r.observeVAP(ctx, facts.Features)
+	}
 	r.applyMutators(ctx, obj, rendered, crds, facts.Features, &ch)
 	facts.Objects = r.applyShared(ctx, obj, rendered, crds, &ch)
 	stepDone(ctx, "shared")
@@ -153,14 +158,19 @@ func (r *Reconciler) applyFeature(ctx context.Context, owner *v1alpha1.PodSecuri
 		return false, false
 	}
 	con, _ := rendered.Find(templates.RoleConstraint, f.Feature.Name)
+	unbound, err := r.unbindBeforeTemplate(ctx, owner, con, crds)
+	if err != nil {
+		logf.FromContext(ctx).Error(err, "Failed to remove the API server's binding before the template's policy; applying in the usual order", "feature", f.Feature.Name)
+	}
 	live, applied, err := r.applyObject(ctx, owner, tmpl)
+	applied = applied || unbound
 	if err != nil {
 		if isTransient(err) {
 			f.Waiting = "Waiting to apply the template: " + err.Error()
-			return false, true
+			return applied, true
 		}
 		f.ApplyError = "Applying the template failed: " + err.Error()
-		return false, false
+		return applied, false
 	}
 	f.Template = observeTemplate(live)
 	f.ConstraintCRDReady = crds[constraintCRDName(f.Feature.ConstraintKind())]
@@ -207,8 +217,29 @@ func forEachConcurrently(ctx context.Context, n, limit int, fn func(i int)) {
 }
 
 func featureNotEnforcedYet(f featureFacts) bool {
-	state, _ := featureState(f)
-	return state == v1alpha1.FeaturePending
+	return featureStatus(f, true).State == v1alpha1.FeaturePending
+}
+
+// unbindBeforeTemplate applies a feature's constraint before its template when the live
+// constraint still names the API server's enforcement point and the desired one does not
+// (spec.validatingAdmissionPolicy switched off, or the feature switched to warn). Gatekeeper
+// then deletes the binding first; the template's generateVAP: false, applied next, deletes the
+// policy. In the usual order, Gatekeeper would briefly find a constraint asking for a binding
+// to a template that no longer generates a policy, and report an error on it.
+func (r *Reconciler) unbindBeforeTemplate(ctx context.Context, owner *v1alpha1.PodSecurityConstraints, con *unstructured.Unstructured, crds map[string]bool) (bool, error) {
+	if con == nil || templates.BindsVAP(con) || !crds[constraintCRDName(con.GetKind())] {
+		return false, nil
+	}
+	live := &unstructured.Unstructured{}
+	live.SetGroupVersionKind(con.GroupVersionKind())
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(con), live); err != nil {
+		return false, client.IgnoreNotFound(err)
+	}
+	if !templates.BindsVAP(live) {
+		return false, nil
+	}
+	_, applied, err := r.applyObject(ctx, owner, con)
+	return applied, err
 }
 
 // applyShared applies the objects that belong to no single feature (expansion templates), each

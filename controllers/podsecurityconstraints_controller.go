@@ -67,9 +67,10 @@ type Reconciler struct {
 	// Ready rests on Gatekeeper's status alone.
 	Probe *AdmissionProbe
 
-	watches *dynamicWatches
-	applied appliedEvents
-	verdict specVerdict
+	watches  *dynamicWatches
+	vapWatch *vapWatches
+	applied  appliedEvents
+	verdict  specVerdict
 }
 
 // +kubebuilder:rbac:groups=policy.podsecurity.dev,resources=podsecurityconstraints,verbs=get;list;watch;update;patch
@@ -112,6 +113,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return fmt.Errorf("building controller: %w", err)
 	}
 	r.watches = newDynamicWatches(c, mgr.GetCache(), gatekeeperEvents{delay: auditCoalesceDelay})
+	r.vapWatch = &vapWatches{ctrl: c, cache: mgr.GetCache(), handler: gatekeeperEvents{delay: auditCoalesceDelay}}
 	return nil
 }
 

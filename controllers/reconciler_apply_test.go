@@ -115,8 +115,8 @@ func testDriftIsRestored(t *testing.T, te *testEnv, _ *fakeGatekeeper) {
 		if err := te.client.Get(ctx, client.ObjectKey{Name: f.ConstraintName()}, con); err != nil {
 			return err
 		}
-		if a, _, _ := unstructured.NestedString(con.Object, "spec", "enforcementAction"); a != "deny" {
-			return fmt.Errorf("enforcementAction is %q", a)
+		if a, _, _ := unstructured.NestedString(con.Object, "spec", "enforcementAction"); a != "scoped" || templates.ConstraintAction(con) != "deny" {
+			return fmt.Errorf("enforcementAction is %q (%s)", a, templates.ConstraintAction(con))
 		}
 		return nil
 	})

@@ -60,6 +60,8 @@ type reconcileFacts struct {
 	// Admission is the admission probe's verdict; nil when the probe is off or has nothing
 	// to verify (admission.go).
 	Admission *admissionFacts
+	// VAPEnabled is spec.validatingAdmissionPolicy.enabled (vap.go).
+	VAPEnabled bool
 }
 
 // workloadsFacts is what the spec asks of workload checks.
@@ -101,6 +103,8 @@ type featureFacts struct {
 	Constraint         constraintObservation
 	// Defaults is what the reconcile found out about the feature's mutators.
 	Defaults defaultsFacts
+	// VAP is what the reconcile found out about the feature's enforcement by the API server.
+	VAP vapFacts
 }
 
 // featureStatus derives one feature's status.
@@ -123,6 +127,8 @@ func featureStatus(f featureFacts, masterEnabled bool) v1alpha1.FeatureStatus {
 	st.AuditTimestamp = f.Constraint.AuditTimestamp
 	st.Violations = f.Constraint.Violations
 	st.State, st.Message = featureState(f)
+	st.ValidatingAdmissionPolicy = apiServerStatus(f)
+	featureStateUnderAPIServer(&st)
 	st.Enforced = st.State == v1alpha1.FeatureEnforced
 	st.Defaults, st.DefaultsMessage = defaultsState(f.Defaults)
 	return st
@@ -221,6 +227,9 @@ func deriveStatus(facts reconcileFacts, prev v1alpha1.PodSecurityConstraintsStat
 		defaults := defaultsCondition(facts)
 		defaults.ObservedGeneration = facts.Generation
 		setCondition(&st.Conditions, defaults, now)
+		apiServer := apiServerCondition(facts, st)
+		apiServer.ObservedGeneration = facts.Generation
+		setCondition(&st.Conditions, apiServer, now)
 	}
 
 	// The generation counts as observed once the spec was fully handled or failed for good.
@@ -242,7 +251,7 @@ func readyCondition(facts reconcileFacts, st v1alpha1.PodSecurityConstraintsStat
 	case facts.Failed != nil:
 		return notReady(facts.Failed.Reason, facts.Failed.Message)
 	}
-	if c, blocked := admissionBlocksReady(facts.Admission, st.EnabledFeatures); blocked {
+	if c, blocked := admissionBlocksReady(facts.Admission, st); blocked {
 		return c
 	}
 	var errored, pending []string

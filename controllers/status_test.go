@@ -157,8 +157,8 @@ func TestDeriveStatus(t *testing.T) {
 			}
 			var types []string
 			for _, c := range st.Conditions {
-				if c.Type == v1alpha1.ConditionWorkloadsChecked || c.Type == v1alpha1.ConditionDefaultsActive {
-					continue // not kstatus conditions; see TestWorkloadsCondition and TestDefaultsCondition
+				if c.Type == v1alpha1.ConditionWorkloadsChecked || c.Type == v1alpha1.ConditionDefaultsActive || c.Type == v1alpha1.ConditionAPIServerEnforced {
+					continue // not kstatus conditions; see TestWorkloadsCondition, TestDefaultsCondition and TestAPIServerConditionAndReady
 				}
 				types = append(types, c.Type)
 				if c.Type != v1alpha1.ConditionReady && c.Status != metav1.ConditionTrue {

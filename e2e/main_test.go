@@ -38,6 +38,9 @@
 //	                                        defaults withheld for a feature with exemptImages
 //	s15 TestConvertedPSPs                   the PSP tutorial policies converted by convert-psp, enforced
 //	   TestRestrictedProfile                spec.profile: restricted end to end
+//	s16 TestValidatingAdmissionPolicy        spec.validatingAdmissionPolicy: policies and bindings generated,
+//	                                        Gatekeeper killed and uninstalled -> the API server still denies,
+//	                                        EnforcedByAPIServerOnly; switched off -> policies removed
 //
 // Environment: KUBECONFIG (default bin/local/kubeconfig), PSC_KUBECTL (default the kubectl under
 // bin/k8s), PSC_E2E_OPERATOR_LOG (where the in-process operator logs; default a file in $TMPDIR,

@@ -59,9 +59,10 @@ func TestDrift(t *testing.T) {
 			if found, err := getObject(ctx, u); err != nil || !found {
 				return false, fmt.Sprintf("found %v, err %v", found, err)
 			}
-			action, _, _ := unstructured.NestedString(u.Object, "spec", "enforcementAction")
+			raw, _, _ := unstructured.NestedString(u.Object, "spec", "enforcementAction")
+			action := templates.ConstraintAction(u)
 			excluded, _, _ := unstructured.NestedStringSlice(u.Object, "spec", "match", "excludedNamespaces")
-			return action == "deny" && !contains(excluded, ns), fmt.Sprintf("enforcementAction %q, excludedNamespaces %v", action, excluded)
+			return raw == "scoped" && action == "deny" && !contains(excluded, ns), fmt.Sprintf("enforcementAction %q (%s), excludedNamespaces %v", raw, action, excluded)
 		})
 		t.Logf("DRIFT constraint edited by hand was reverted after %s", d.Round(10*time.Millisecond))
 		waitReady(t, gen, enforceTimeout)

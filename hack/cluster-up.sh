@@ -196,7 +196,15 @@ start_component() {
   printf '\n==== %s: starting %s ====\n' "$(date -u +%FT%TZ)" "${name}" >>"${LOG_DIR}/${name}.log"
   # setsid: detach from this shell's session so the process outlives this script and is not hit by
   # a Ctrl-C in the terminal that started it. It execs the command, so $! is the component's pid.
-  setsid "$@" >>"${LOG_DIR}/${name}.log" 2>&1 </dev/null &
+  # The subshell first closes every inherited descriptor above stderr: a daemon that kept, say,
+  # the descriptor of a `flock` its caller ran under would hold that lock for as long as it runs.
+  (
+    for fd in /proc/self/fd/*; do
+      fd="${fd##*/}"
+      if ((fd > 2)); then eval "exec ${fd}>&-" 2>/dev/null || true; fi
+    done
+    exec setsid "$@" >>"${LOG_DIR}/${name}.log" 2>&1 </dev/null
+  ) &
   pid=$!
   echo "${pid}" >"${PID_DIR}/${name}.pid"
   cluster_log "started ${name} (pid ${pid}, log ${LOG_DIR}/${name}.log)"

@@ -53,16 +53,35 @@ var (
 	// expressions guard every optional field, so an error means something unforeseen, and a
 	// policy never admits a pod because it could not judge it.
 	celFailurePolicy = "Fail"
-	// generateVAP: no ValidatingAdmissionPolicy is generated from our templates; Gatekeeper's
-	// webhook (and audit) enforce them. Gatekeeper v3.23 defaults to generating one.
+	// generateVAP: a ValidatingAdmissionPolicy is generated from our templates only with
+	// spec.validatingAdmissionPolicy.enabled (Render sets it then); otherwise Gatekeeper's webhook
+	// (and audit) enforce them alone. Gatekeeper v3.23 defaults to generating one.
 	generateVAP = false
 )
+
+// Gatekeeper's enforcement points, named in a constraint's scopedEnforcementActions.
+const (
+	EnforcementPointWebhook = "validation.gatekeeper.sh"
+	EnforcementPointAudit   = "audit.gatekeeper.sh"
+	EnforcementPointGator   = "gator.gatekeeper.sh"
+	// EnforcementPointVAP is the API server's ValidatingAdmissionPolicy: a constraint that names
+	// it gets a binding from Gatekeeper, whatever --default-create-vap-binding-for-constraints says.
+	EnforcementPointVAP = "vap.k8s.io"
+)
+
+// KubeSystemNamespace is excluded from every feature while the API server enforces them
+// (spec.validatingAdmissionPolicy): a policy in the API server keeps working when Gatekeeper
+// is down, so it must never be able to lock out the control plane's own pods.
+const KubeSystemNamespace = "kube-system"
 
 // The validation every template's CEL code ends in: its `violations` variable lists the
 // messages (see lib/psc.cel.yaml).
 const (
-	celValidation        = "size(variables.violations) == 0"
-	celMessageExpression = `variables.violations.distinct().join("; ")`
+	celValidation = "size(variables.violations) == 0"
+	// Each message once, in order (distinct() needs Kubernetes 1.34; see lib/psc.cel.yaml).
+	celMessageExpression = `(size(variables.violations) <= 32 ? variables.smallIndexes : variables.indexes)` +
+		`.filter(i, i < size(variables.violations) && variables.violations.indexOf(variables.violations[i]) == i)` +
+		`.map(i, variables.violations[i]).join("; ")`
 )
 
 // Options are the cluster facts the spec does not hold.
@@ -71,11 +90,15 @@ type Options struct {
 	// locked out by its own policies.
 	OperatorNamespace   string
 	GatekeeperNamespace string
+	// ProbeNamespace is the admission probe's namespace. It is excluded from every feature while
+	// the API server enforces them (spec.validatingAdmissionPolicy), so that the probe pod is
+	// judged by Gatekeeper's webhook alone and tells whether that path works.
+	ProbeNamespace string
 }
 
 // DefaultOptions are the namespaces of a standard installation.
 func DefaultOptions() Options {
-	return Options{OperatorNamespace: "psc-system", GatekeeperNamespace: "gatekeeper-system"}
+	return Options{OperatorNamespace: "psc-system", GatekeeperNamespace: "gatekeeper-system", ProbeNamespace: "psc-probe"}
 }
 
 // Role is what a rendered object does.
@@ -169,6 +192,11 @@ func Render(spec *v1alpha1.PodSecurityConstraintsSpec, opts Options) (Inventory,
 			return nil, err
 		}
 		excluded := excludedNamespaces(spec, block, opts)
+		if spec.ValidatingAdmissionPolicyEnabled() {
+			if err := setGenerateVAP(tmpl, true); err != nil {
+				return nil, fmt.Errorf("template of feature %s: %w", f.Name, err)
+			}
+		}
 		tmpls = append(tmpls, Item{Role: RoleTemplate, Feature: f.Name, Object: tmpl})
 		cons = append(cons, Item{Role: RoleConstraint, Feature: f.Name, Object: renderConstraint(f, spec, block, excluded)})
 		ms, err := renderMutators(f, spec, block, excluded)
@@ -336,8 +364,30 @@ func (f Feature) labels() map[string]string {
 	return map[string]string{LabelManagedBy: ManagedByValue, LabelFeature: f.Name}
 }
 
+// setGenerateVAP sets generateVAP in the K8sNativeValidation source of every target.
+func setGenerateVAP(u *unstructured.Unstructured, generate bool) error {
+	return eachTarget(u, func(i int, target map[string]interface{}) error {
+		code, _, _ := unstructured.NestedSlice(target, "code")
+		for j, c := range code {
+			entry, ok := c.(map[string]interface{})
+			if !ok || entry["engine"] != EngineCEL {
+				continue
+			}
+			if err := unstructured.SetNestedField(entry, generate, "source", "generateVAP"); err != nil {
+				return fmt.Errorf("spec.targets[%d].code[%d]: %w", i, j, err)
+			}
+			code[j] = entry
+		}
+		target["code"] = code
+		return nil
+	})
+}
+
 // excludedNamespaces are the namespaces a feature's constraint and mutators skip: the spec's,
-// the feature's, and the operator's and Gatekeeper's own.
+// the feature's, and the operator's and Gatekeeper's own; while the API server enforces the
+// features, also kube-system and the probe's namespace. Gatekeeper carries the constraint's
+// exclusions into the generated ValidatingAdmissionPolicy (a match condition on
+// params.spec.match.excludedNamespaces), so they hold on that path too.
 func excludedNamespaces(spec *v1alpha1.PodSecurityConstraintsSpec, block map[string]interface{}, opts Options) []string {
 	excluded := []string{}
 	for _, ns := range spec.ExcludedNamespaces {
@@ -345,7 +395,81 @@ func excludedNamespaces(spec *v1alpha1.PodSecurityConstraintsSpec, block map[str
 	}
 	excluded = append(excluded, stringList(block["excludedNamespaces"])...)
 	excluded = append(excluded, opts.OperatorNamespace, opts.GatekeeperNamespace)
+	if spec.ValidatingAdmissionPolicyEnabled() {
+		excluded = append(excluded, KubeSystemNamespace, opts.ProbeNamespace)
+	}
 	return dedupe(excluded)
+}
+
+// VAPBinds reports whether a feature with the given action is bound to its
+// ValidatingAdmissionPolicy: deny (Deny) and dryrun (Audit) are; warn stays with the webhook
+// alone, since a warning from both would reach the client twice.
+func VAPBinds(action string) bool {
+	return action == string(v1alpha1.EnforcementDeny) || action == string(v1alpha1.EnforcementDryRun)
+}
+
+// scopedEnforcementActions are a constraint's actions per enforcement point. Every constraint
+// names its points, so that Gatekeeper's --default-create-vap-binding-for-constraints (true by
+// default in v3.23) never applies to it: with that default and an unscoped constraint whose
+// template does not generate a policy, Gatekeeper reports "cannot generate
+// ValidatingAdmissionPolicyBinding" as a constraint error. The webhook, audit and gator keep
+// every action (the webhook also judges workloads through expansion, which a policy in the API
+// server cannot); while the API server enforces the features (vap), its policy is bound too,
+// for deny and dryrun. For a pod the API server evaluates its policies before any webhook and
+// stops at the first denial, so a denied pod gets one message.
+func scopedEnforcementActions(action string, vap bool) []interface{} {
+	points := []string{EnforcementPointWebhook, EnforcementPointAudit, EnforcementPointGator}
+	if vap && VAPBinds(action) {
+		points = append(points, EnforcementPointVAP)
+	}
+	eps := make([]interface{}, 0, len(points))
+	for _, p := range points {
+		eps = append(eps, map[string]interface{}{"name": p})
+	}
+	return []interface{}{map[string]interface{}{"action": action, "enforcementPoints": eps}}
+}
+
+// ConstraintAction is a rendered or live constraint's action: spec.enforcementAction, or for
+// a scoped constraint the action of its scopedEnforcementActions (the renderer writes one).
+func ConstraintAction(u *unstructured.Unstructured) string {
+	action, _, _ := unstructured.NestedString(u.Object, "spec", "enforcementAction")
+	if action != "scoped" {
+		return action
+	}
+	scoped, _, _ := unstructured.NestedSlice(u.Object, "spec", "scopedEnforcementActions")
+	for _, s := range scoped {
+		if m, ok := s.(map[string]interface{}); ok {
+			if a, ok := m["action"].(string); ok {
+				return a
+			}
+		}
+	}
+	return action
+}
+
+// BindsVAP reports whether a constraint names the API server's enforcement point.
+func BindsVAP(u *unstructured.Unstructured) bool {
+	scoped, _, _ := unstructured.NestedSlice(u.Object, "spec", "scopedEnforcementActions")
+	for _, s := range scoped {
+		m, _ := s.(map[string]interface{})
+		eps, _ := m["enforcementPoints"].([]interface{})
+		for _, ep := range eps {
+			if p, _ := ep.(map[string]interface{}); p["name"] == EnforcementPointVAP || p["name"] == "*" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// PolicyName is the ValidatingAdmissionPolicy Gatekeeper generates from a feature's template.
+func (f Feature) PolicyName() string { return "gatekeeper-" + f.TemplateName() }
+
+// BindingName is the ValidatingAdmissionPolicyBinding Gatekeeper generates for a feature's
+// constraint (gatekeeper-<kind>-<name>, lower case; ours are far below the length limit at
+// which Gatekeeper would shorten it).
+func (f Feature) BindingName() string {
+	return "gatekeeper-" + strings.ToLower(f.ConstraintKind()) + "-" + f.ConstraintName()
 }
 
 func renderConstraint(f Feature, spec *v1alpha1.PodSecurityConstraintsSpec, block map[string]interface{}, excluded []string) *unstructured.Unstructured {
@@ -372,19 +496,19 @@ func renderConstraint(f Feature, spec *v1alpha1.PodSecurityConstraintsSpec, bloc
 		params["exemptImages"] = toInterfaces(dedupe(exempt))
 	}
 
-	u := &unstructured.Unstructured{Object: map[string]interface{}{
-		"spec": map[string]interface{}{
-			"enforcementAction": action,
-			"match": map[string]interface{}{
-				"kinds": []interface{}{map[string]interface{}{
-					"apiGroups": []interface{}{""},
-					"kinds":     []interface{}{"Pod"},
-				}},
-				"excludedNamespaces": toInterfaces(excluded),
-			},
-			"parameters": params,
+	specMap := map[string]interface{}{
+		"enforcementAction":        "scoped",
+		"scopedEnforcementActions": scopedEnforcementActions(action, spec.ValidatingAdmissionPolicyEnabled()),
+		"match": map[string]interface{}{
+			"kinds": []interface{}{map[string]interface{}{
+				"apiGroups": []interface{}{""},
+				"kinds":     []interface{}{"Pod"},
+			}},
+			"excludedNamespaces": toInterfaces(excluded),
 		},
-	}}
+		"parameters": params,
+	}
+	u := &unstructured.Unstructured{Object: map[string]interface{}{"spec": specMap}}
 	u.SetGroupVersionKind(ConstraintGroupVersion.WithKind(f.ConstraintKind()))
 	u.SetName(f.ConstraintName())
 	u.SetLabels(f.labels())

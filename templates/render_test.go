@@ -144,8 +144,8 @@ func TestRenderShape(t *testing.T) {
 		params := spec["parameters"].(map[string]interface{})
 		switch feature {
 		case "capabilities":
-			if spec["enforcementAction"] != "warn" {
-				t.Errorf("capabilities action %v, want the feature's warn", spec["enforcementAction"])
+			if a := templates.ConstraintAction(con); a != "warn" {
+				t.Errorf("capabilities action %v, want the feature's warn", a)
 			}
 			if got := strings.Trim(strings.Join(toStrings(excluded), ","), ","); got != "kube-system,monitoring-*,ops,gk" {
 				t.Errorf("capabilities excluded namespaces %s", got)
@@ -159,8 +159,8 @@ func TestRenderShape(t *testing.T) {
 				}
 			}
 		case "hostNamespaces":
-			if spec["enforcementAction"] != "deny" {
-				t.Errorf("hostNamespaces action %v, want the global deny", spec["enforcementAction"])
+			if a := templates.ConstraintAction(con); a != "deny" {
+				t.Errorf("hostNamespaces action %v, want the global deny", a)
 			}
 			if _, ok := params["exemptImages"]; ok {
 				t.Error("pod-level feature got exemptImages")

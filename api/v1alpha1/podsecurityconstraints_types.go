@@ -183,6 +183,29 @@ type PodSecurityConstraintsSpec struct {
 	// +kubebuilder:default={enabled: true}
 	// +optional
 	Workloads *Workloads `json:"workloads,omitempty"`
+
+	// ValidatingAdmissionPolicy makes the API server itself enforce every enabled feature as
+	// well, through the ValidatingAdmissionPolicy and binding Gatekeeper generates from each
+	// feature's CEL code (Kubernetes 1.30 or later, Gatekeeper with its generate operation).
+	// Pods are then still checked while Gatekeeper is down; workloads stay checked at apply
+	// time by Gatekeeper's webhook only. Off by default.
+	// +optional
+	ValidatingAdmissionPolicy *ValidatingAdmissionPolicy `json:"validatingAdmissionPolicy,omitempty"`
+}
+
+// ValidatingAdmissionPolicy configures enforcement by the API server itself.
+type ValidatingAdmissionPolicy struct {
+	// Enabled makes Gatekeeper generate, for every enabled feature, a ValidatingAdmissionPolicy
+	// (gatekeeper-psc<feature>) and a binding for its constraint, which the API server
+	// evaluates before calling any webhook. A feature in deny is denied there (one message:
+	// the API server stops at the first denial); in dryrun the binding audits (API server audit
+	// annotations); in warn no binding is made, the webhook warns (a warning from both would be
+	// given twice). kube-system and the admission probe's namespace are then excluded from every
+	// feature, in addition to the operator's and Gatekeeper's namespaces, so that the API server
+	// can never lock them out. Default false.
+	// +kubebuilder:default=false
+	// +optional
+	Enabled bool `json:"enabled,omitempty"`
 }
 
 // Workloads configures how workloads are judged as the Pods they would create.

@@ -17,7 +17,54 @@ const (
 	// fields unset, for every enabled feature with setDefaults on. It does not affect Ready:
 	// the features are enforced either way.
 	ConditionDefaultsActive = "DefaultsActive"
+	// ConditionAPIServerEnforced is true when spec.validatingAdmissionPolicy is enabled and the
+	// API server enforces every enabled feature that binds a policy through the
+	// ValidatingAdmissionPolicy and binding Gatekeeper generated for it.
+	ConditionAPIServerEnforced = "APIServerEnforced"
 )
+
+// APIServerState says whether the API server enforces a feature itself
+// (spec.validatingAdmissionPolicy).
+type APIServerState string
+
+const (
+	// APIServerActive: Gatekeeper generated the feature's ValidatingAdmissionPolicy and its
+	// binding, and both exist.
+	APIServerActive APIServerState = "Active"
+	// APIServerPending: waiting for Gatekeeper to generate them (it waits 30 s after creating a
+	// constraint CRD before it binds, by default).
+	APIServerPending APIServerState = "Pending"
+	// APIServerError: Gatekeeper reported an error generating them.
+	APIServerError APIServerState = "Error"
+	// APIServerNotBound: the feature is in warn; the webhook warns and no binding is made, so
+	// that a request never gets the same warning twice.
+	APIServerNotBound APIServerState = "NotBound"
+)
+
+// FeatureAPIServerStatus is the feature's enforcement by the API server itself.
+type FeatureAPIServerStatus struct {
+	// State: Active, Pending, Error or NotBound.
+	// +kubebuilder:validation:Enum=Active;Pending;Error;NotBound
+	State APIServerState `json:"state"`
+
+	// PolicyName is the ValidatingAdmissionPolicy Gatekeeper generates from the template.
+	// +optional
+	PolicyName string `json:"policyName,omitempty"`
+
+	// BindingName is the ValidatingAdmissionPolicyBinding Gatekeeper generates for the
+	// constraint; empty when the feature binds none (warn).
+	// +optional
+	BindingName string `json:"bindingName,omitempty"`
+
+	// ValidationActions are the binding's actions (Deny, or Audit for dryrun).
+	// +listType=atomic
+	// +optional
+	ValidationActions []string `json:"validationActions,omitempty"`
+
+	// Message explains the state in a sentence.
+	// +optional
+	Message string `json:"message,omitempty"`
+}
 
 // DefaultsState says whether a feature's defaults (setDefaults) are applied to pods.
 type DefaultsState string
@@ -70,7 +117,8 @@ type PodSecurityConstraintsStatus struct {
 
 	// Conditions: Ready, and Reconciling / Stalled while they are true; WorkloadsChecked says
 	// whether workloads are judged at apply time and DefaultsActive whether pods are completed
-	// by setDefaults (neither affects Ready).
+	// by setDefaults (neither affects Ready); APIServerEnforced whether the API server enforces
+	// the features itself (spec.validatingAdmissionPolicy).
 	// +listType=map
 	// +listMapKey=type
 	// +optional
@@ -162,6 +210,10 @@ type FeatureStatus struct {
 	// +optional
 	Defaults DefaultsState `json:"defaults,omitempty"`
 
+	// ValidatingAdmissionPolicy says whether the API server enforces the feature itself
+	// (spec.validatingAdmissionPolicy.enabled); absent when that is off.
+	// +optional
+	ValidatingAdmissionPolicy *FeatureAPIServerStatus `json:"validatingAdmissionPolicy,omitempty"`
 	// DefaultsMessage explains a defaults state other than Active in a sentence.
 	// +optional
 	DefaultsMessage string `json:"defaultsMessage,omitempty"`
@@ -219,6 +271,12 @@ func init() {
 // MasterEnabled reports the master switch; absent means on.
 func (s *PodSecurityConstraintsSpec) MasterEnabled() bool {
 	return s.Enabled == nil || *s.Enabled
+}
+
+// ValidatingAdmissionPolicyEnabled reports whether the API server enforces the features too
+// (spec.validatingAdmissionPolicy.enabled); absent means off.
+func (s *PodSecurityConstraintsSpec) ValidatingAdmissionPolicyEnabled() bool {
+	return s.ValidatingAdmissionPolicy != nil && s.ValidatingAdmissionPolicy.Enabled
 }
 
 // WorkloadsEnabled reports whether workloads are checked; absent means on.

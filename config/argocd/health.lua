@@ -23,8 +23,11 @@
 --                                  -> Progressing, Ready's message
 --   Ready=False, any other reason  -> Degraded, Ready's message (FeatureError, PruneFailed, ...), among
 --                                     them the admission probe's AdmissionNotEnforced (pods admitted
---                                     unchecked), AdmissionWebhookFailing (pods rejected unjudged) and
---                                     AdmissionUnverified (the probe cannot run or keeps failing)
+--                                     unchecked), AdmissionWebhookFailing (pods rejected unjudged),
+--                                     AdmissionUnverified (the probe cannot run or keeps failing) and
+--                                     EnforcedByAPIServerOnly (spec.validatingAdmissionPolicy: Gatekeeper
+--                                     is down and only the API server's policies deny pods; workloads
+--                                     at apply time, defaults, warnings and audit are lost meanwhile)
 --   Ready=Unknown                  -> Progressing, Ready's message
 --
 -- Which generation counts as observed: Ready.observedGeneration, not status.observedGeneration.

@@ -25,6 +25,15 @@ const (
 	admissionWebhookFailing = "Calls to Gatekeeper's webhook fail and its failurePolicy is Fail: the API server rejects pods without judging them " +
 		"(at 2026-06-01T10:10:00Z, 2 failed probes in a row: Internal error occurred: failed calling webhook \"validation.gatekeeper.sh\": " +
 		"failed to call webhook: Post \"https://gatekeeper-webhook-service.gatekeeper-system.svc:443/v1/admit?timeout=3s\": dial tcp 10.96.10.20:443: connect: connection refused)."
+	enforcedByAPIServerOnly = "Only the API server enforces now: a probe pod violating the admission probe policy in namespace psc-probe was admitted at 2026-11-30T08:56:29Z " +
+		"(passed every admission webhook and was stopped only by the ResourceQuota psc-admission-probe; 2 failed probes in a row). " +
+		"Gatekeeper's webhook is not judging pods: Gatekeeper is down or not ready and its webhook fails open (failurePolicy Ignore), " +
+		"its ValidatingWebhookConfiguration is missing, or Gatekeeper exempts namespace psc-probe. " +
+		"The API server still enforces 1 of the 2 enabled features itself (ValidatingAdmissionPolicy): pods violating them are denied. " +
+		"Until Gatekeeper is back, workloads are not judged at apply time, pods are not completed by defaults, and audit results are not refreshed. " +
+		"Not enforced at all now: privilegedContainers."
+	vapGenerationFailed = "1 of 1 enabled features failed: hostNamespaces: Gatekeeper could not generate the API server's policy for the feature: " +
+		"ValidatingAdmissionPolicy gatekeeper-pschostnamespaces: ValidatingAdmissionPolicy is not generated: ValidatingAdmissionPolicy API is not enabled"
 	invalidSpec = "The spec is invalid and was not applied: spec.hostNetworking.hostPorts[0]: Invalid value: 9000: min must not exceed max"
 )
 
@@ -52,6 +61,10 @@ var healthCases = []struct {
 	{"admission-webhook-failing.yaml", "Degraded", admissionWebhookFailing},
 	{"admission-unverified.yaml", "Degraded", "The admission probe cannot run (namespaces \"psc-probe\" not found), so whether admission rejects violations is not verified."},
 	{"verifying-admission.yaml", "Progressing", "Gatekeeper enforces all 2 enabled features; verifying with a probe pod that admission denies violations."},
+	{"enforced-by-apiserver-only.yaml", "Degraded", enforcedByAPIServerOnly},
+	{"healthy-apiserver-enforced.yaml", "Healthy", "All 1 enabled features are enforced; a probe pod verifies that admission denies violations."},
+	{"progressing-apiserver-pending.yaml", "Progressing", "Waiting for Gatekeeper to enforce 1 of 1 enabled features: hostNamespaces"},
+	{"degraded-vap-generation-failed.yaml", "Degraded", vapGenerationFailed},
 }
 
 func TestHealth(t *testing.T) {
