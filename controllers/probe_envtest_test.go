@@ -198,7 +198,10 @@ func checkProbePolicy(t *testing.T, c client.Client) {
 		t.Fatalf("probe constraint: %v", err)
 	}
 	nss, _, _ := unstructured.NestedStringSlice(con.Object, "spec", "match", "namespaces")
-	action, _, _ := unstructured.NestedString(con.Object, "spec", "enforcementAction")
+	action := templates.ConstraintAction(con)
+	if templates.BindsVAP(con) {
+		t.Error("the probe constraint binds a ValidatingAdmissionPolicy: it must test the webhook path alone")
+	}
 	if len(nss) != 1 || nss[0] != DefaultProbeNamespace || action != "deny" {
 		t.Errorf("probe constraint matches %v with %q, want [%s] with deny", nss, action, DefaultProbeNamespace)
 	}

@@ -92,7 +92,14 @@ func renderProbeTemplate() *unstructured.Unstructured {
 func renderProbeConstraint(namespace string) *unstructured.Unstructured {
 	u := &unstructured.Unstructured{Object: map[string]interface{}{
 		"spec": map[string]interface{}{
-			"enforcementAction": "deny",
+			// Scoped to the webhook alone: the probe tests that path, and naming the point keeps
+			// Gatekeeper's --default-create-vap-binding-for-constraints (true in v3.23) from
+			// trying to bind a policy its Rego-only template cannot generate.
+			"enforcementAction": "scoped",
+			"scopedEnforcementActions": []interface{}{map[string]interface{}{
+				"action":            "deny",
+				"enforcementPoints": []interface{}{map[string]interface{}{"name": templates.EnforcementPointWebhook}},
+			}},
 			"match": map[string]interface{}{
 				"kinds":         []interface{}{map[string]interface{}{"apiGroups": []interface{}{""}, "kinds": []interface{}{"Pod"}}},
 				"namespaces":    []interface{}{namespace},

@@ -445,7 +445,9 @@ start_gatekeeper() {
   # POD_NAME: the placeholder Pod above (instead of --debug-use-fake-pod).
   # POD_NAMESPACE: where Gatekeeper writes its *podstatuses objects and reads its Config.
   # --shutdown-delay=0: there is no Service endpoint to drain, so stop at once on SIGTERM.
-  # --default-create-vap-*=false: keep denials on the webhook path (no ValidatingAdmissionPolicy).
+  # --default-create-vap-*: left at Gatekeeper's (and its chart's) defaults, which users run; the
+  # operator's templates and constraints say explicitly whether a ValidatingAdmissionPolicy and
+  # binding are generated (spec.validatingAdmissionPolicy).
   # --audit-from-cache=false: audit lists every resource (Pods included) from the apiserver via
   # discovery, so it needs no sync Config.
   POD_NAME="${GATEKEEPER_POD_NAME}" POD_NAMESPACE="${GATEKEEPER_NAMESPACE}" start_component gatekeeper "${GATEKEEPER_BIN}" \
@@ -462,8 +464,6 @@ start_gatekeeper() {
     --audit-from-cache=false \
     --constraint-violations-limit=20 \
     --api-cache-dir="${GATEKEEPER_STATE_DIR}/audit-cache" \
-    --default-create-vap-for-templates=false \
-    --default-create-vap-binding-for-constraints=false \
     --exempt-namespace="${GATEKEEPER_NAMESPACE}" \
     --log-denies=true \
     --log-mutations=true \
