@@ -334,14 +334,7 @@ spec:
 func TestDefaultsThenValidation(t *testing.T) {
 	ctx := context.Background()
 	objs := strictSpec(t, true)
-	mut, err := policytest.NewMutator(objs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev, err := policytest.New(ctx, objs)
-	if err != nil {
-		t.Fatal(err)
-	}
+	mut, ev := mutatorAndEvaluator(t, objs)
 	review := func(t *testing.T, pod map[string]interface{}, generated bool) []string {
 		t.Helper()
 		vs, err := ev.Review(ctx, policytest.Request{Object: pod, Generated: generated})
@@ -615,14 +608,7 @@ func withEphemeral(t *testing.T, podYAML string, containers ...map[string]interf
 func TestEphemeralContainersAreCheckedNotDefaulted(t *testing.T) {
 	ctx := context.Background()
 	objs := strictSpec(t, true)
-	mut, err := policytest.NewMutator(objs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev, err := policytest.New(ctx, objs)
-	if err != nil {
-		t.Fatal(err)
-	}
+	mut, ev := mutatorAndEvaluator(t, objs)
 	bare := func(name string) map[string]interface{} {
 		return map[string]interface{}{"name": name, "image": "busybox", "terminationMessagePolicy": "File"}
 	}
@@ -742,14 +728,7 @@ spec:
 	run := func(t *testing.T, own *bool) ([]string, []string) {
 		t.Helper()
 		objs := exemptSpec(t, own)
-		mut, err := policytest.NewMutator(objs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ev, err := policytest.New(ctx, objs)
-		if err != nil {
-			t.Fatal(err)
-		}
+		mut, ev := mutatorAndEvaluator(t, objs)
 		obj := podFromYAML(t, pod)
 		if _, err := mut.Mutate(ctx, policytest.MutationRequest{Object: obj, Operation: "CREATE"}); err != nil {
 			t.Fatal(err)
@@ -789,4 +768,19 @@ spec:
 			t.Errorf("denied: %q", msgs)
 		}
 	})
+}
+
+// mutatorAndEvaluator loads the rendered objects into Gatekeeper's mutation system and into the
+// validating engines, as a cluster with both webhooks runs them.
+func mutatorAndEvaluator(t *testing.T, objs []*unstructured.Unstructured) (*policytest.Mutator, *policytest.Evaluator) {
+	t.Helper()
+	mut, err := policytest.NewMutator(objs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := policytest.New(context.Background(), objs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mut, ev
 }
