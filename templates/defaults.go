@@ -15,7 +15,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/podsecurity/psc-operator/api/v1alpha1"
-	"github.com/podsecurity/psc-operator/profiles"
 )
 
 // Mutator kinds the operator writes for spec.setDefaults. Their plurals are the singular
@@ -136,45 +135,22 @@ func decideDefaults(f Feature, spec *v1alpha1.PodSecurityConstraintsSpec, block 
 	return defaultsDecision{On: true}, rules, nil
 }
 
-// featureExemptImages is the feature's exemptImages parameter: spec.exemptImages, then its own.
-func featureExemptImages(f Feature, spec *v1alpha1.PodSecurityConstraintsSpec, block map[string]interface{}) []string {
-	if !f.ContainerLevel {
-		return nil
-	}
-	var exempt []string
-	for _, img := range spec.ExemptImages {
-		exempt = append(exempt, string(img))
-	}
-	return dedupe(append(exempt, stringList(block["exemptImages"])...))
-}
-
 // WithheldDefaults gives, for each enabled feature whose defaults spec.setDefaults asks for
 // but Render withholds, the reason (see decideDefaults). The spec is expected to be defaulted
 // and valid, as for Render.
 func WithheldDefaults(spec *v1alpha1.PodSecurityConstraintsSpec) (map[string]string, error) {
-	if !spec.MasterEnabled() {
-		return nil, nil
-	}
-	spec, err := profiles.EffectiveSpec(spec)
-	if err != nil {
-		return nil, err
-	}
-	blocks, err := featureBlocks(spec)
-	if err != nil {
+	spec, enabled, err := enabledFeatures(spec)
+	if err != nil || spec == nil {
 		return nil, err
 	}
 	out := map[string]string{}
-	for _, f := range Features() {
-		block, ok := blocks[f.Name].(map[string]interface{})
-		if !ok || block["enabled"] != true {
-			continue
-		}
-		d, _, err := decideDefaults(f, spec, block)
+	for _, ef := range enabled {
+		d, _, err := decideDefaults(ef.Feature, spec, ef.block)
 		if err != nil {
 			return nil, err
 		}
 		if d.Withheld != "" {
-			out[f.Name] = d.Withheld
+			out[ef.Name] = d.Withheld
 		}
 	}
 	return out, nil

@@ -170,23 +170,13 @@ func (inv Inventory) Features() []string {
 // defaulted and valid; Render only fails on a broken embedded template or a profile version
 // the API would reject.
 func Render(spec *v1alpha1.PodSecurityConstraintsSpec, opts Options) (Inventory, error) {
-	if !spec.MasterEnabled() {
-		return nil, nil
-	}
-	spec, err := profiles.EffectiveSpec(spec)
-	if err != nil {
-		return nil, err
-	}
-	blocks, err := featureBlocks(spec)
-	if err != nil {
+	spec, enabled, err := enabledFeatures(spec)
+	if err != nil || spec == nil {
 		return nil, err
 	}
 	var tmpls, cons, mutators Inventory
-	for _, f := range Features() {
-		block, ok := blocks[f.Name].(map[string]interface{})
-		if !ok || block["enabled"] != true {
-			continue
-		}
+	for _, ef := range enabled {
+		f, block := ef.Feature, ef.block
 		tmpl, err := f.Template()
 		if err != nil {
 			return nil, err
@@ -488,12 +478,7 @@ func renderConstraint(f Feature, spec *v1alpha1.PodSecurityConstraintsSpec, bloc
 		}
 	}
 	if f.ContainerLevel {
-		exempt := []string{}
-		for _, img := range spec.ExemptImages {
-			exempt = append(exempt, string(img))
-		}
-		exempt = append(exempt, stringList(block["exemptImages"])...)
-		params["exemptImages"] = toInterfaces(dedupe(exempt))
+		params["exemptImages"] = toInterfaces(featureExemptImages(f, spec, block))
 	}
 
 	specMap := map[string]interface{}{
@@ -513,6 +498,49 @@ func renderConstraint(f Feature, spec *v1alpha1.PodSecurityConstraintsSpec, bloc
 	u.SetName(f.ConstraintName())
 	u.SetLabels(f.labels())
 	return u
+}
+
+// enabledFeature is a feature the spec switches on, with its block of the spec.
+type enabledFeature struct {
+	Feature
+	block map[string]interface{}
+}
+
+// enabledFeatures fills in the features of the spec's profile (profiles.EffectiveSpec) and
+// returns that spec with its enabled features in registry order; a nil spec when the master
+// switch is off.
+func enabledFeatures(spec *v1alpha1.PodSecurityConstraintsSpec) (*v1alpha1.PodSecurityConstraintsSpec, []enabledFeature, error) {
+	if !spec.MasterEnabled() {
+		return nil, nil, nil
+	}
+	spec, err := profiles.EffectiveSpec(spec)
+	if err != nil {
+		return nil, nil, err
+	}
+	blocks, err := featureBlocks(spec)
+	if err != nil {
+		return nil, nil, err
+	}
+	var out []enabledFeature
+	for _, f := range Features() {
+		if block, ok := blocks[f.Name].(map[string]interface{}); ok && block["enabled"] == true {
+			out = append(out, enabledFeature{Feature: f, block: block})
+		}
+	}
+	return spec, out, nil
+}
+
+// featureExemptImages is a container-level feature's exemptImages parameter: spec.exemptImages,
+// then its own, without duplicates (never nil).
+func featureExemptImages(f Feature, spec *v1alpha1.PodSecurityConstraintsSpec, block map[string]interface{}) []string {
+	if !f.ContainerLevel {
+		return nil
+	}
+	exempt := []string{}
+	for _, img := range spec.ExemptImages {
+		exempt = append(exempt, string(img))
+	}
+	return dedupe(append(exempt, stringList(block["exemptImages"])...))
 }
 
 // featureBlocks gives each feature's block of the spec in its JSON form, keyed by the feature
