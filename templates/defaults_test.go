@@ -262,6 +262,13 @@ const strictDefaultsSample = "policy_v1alpha1_podsecurityconstraints_full.yaml"
 
 func strictSpec(t *testing.T, setDefaults bool) []*unstructured.Unstructured {
 	t.Helper()
+	return renderSample(t, func(spec *v1alpha1.PodSecurityConstraintsSpec) { spec.SetDefaults = &setDefaults })
+}
+
+// renderSample renders the full sample after edit, keeping the templates, constraints and
+// mutators (expansion is modelled by MutationRequest.Generated and Request.Generated).
+func renderSample(t *testing.T, edit func(*v1alpha1.PodSecurityConstraintsSpec)) []*unstructured.Unstructured {
+	t.Helper()
 	data, err := os.ReadFile(filepath.Join("..", "config", "samples", strictDefaultsSample))
 	if err != nil {
 		t.Fatal(err)
@@ -270,12 +277,11 @@ func strictSpec(t *testing.T, setDefaults bool) []*unstructured.Unstructured {
 	if err != nil {
 		t.Fatal(err)
 	}
-	psc.Spec.SetDefaults = &setDefaults
+	edit(&psc.Spec)
 	inv, err := templates.Render(&psc.Spec, templates.DefaultOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Expansion is modelled by MutationRequest.Generated and Request.Generated.
 	return inv.Objects(templates.RoleTemplate, templates.RoleConstraint, templates.RoleMutator)
 }
 
@@ -683,23 +689,12 @@ func TestEphemeralContainersAreCheckedNotDefaulted(t *testing.T) {
 // readOnlyRootFilesystem, whose own setDefaults is ownDefaults (nil: unset).
 func exemptSpec(t *testing.T, ownDefaults *bool) []*unstructured.Unstructured {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("..", "config", "samples", strictDefaultsSample))
-	if err != nil {
-		t.Fatal(err)
-	}
-	psc, err := loadSpec(t, data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	on := true
-	psc.Spec.SetDefaults = &on
-	psc.Spec.ReadOnlyRootFilesystem.ExemptImages = []v1alpha1.ImagePattern{"registry.example.com/debug/*"}
-	psc.Spec.ReadOnlyRootFilesystem.SetDefaults = ownDefaults
-	inv, err := templates.Render(&psc.Spec, templates.DefaultOptions())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return inv.Objects(templates.RoleTemplate, templates.RoleConstraint, templates.RoleMutator)
+	return renderSample(t, func(spec *v1alpha1.PodSecurityConstraintsSpec) {
+		on := true
+		spec.SetDefaults = &on
+		spec.ReadOnlyRootFilesystem.ExemptImages = []v1alpha1.ImagePattern{"registry.example.com/debug/*"}
+		spec.ReadOnlyRootFilesystem.SetDefaults = ownDefaults
+	})
 }
 
 // TestExemptImagesAndDefaults, with Gatekeeper's mutation system and the real policies: while
