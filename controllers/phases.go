@@ -381,8 +381,35 @@ func (r *Reconciler) applyObject(ctx context.Context, owner *v1alpha1.PodSecurit
 	if err := r.Client.Patch(ctx, desired, client.Apply, client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
 		return nil, false, fmt.Errorf("applying %s %s: %w", desired.GetKind(), desired.GetName(), err)
 	}
+	// The cache can lag behind the operator's own last apply (its watch event not delivered
+	// yet), and then the apply above changed nothing on the server: the resourceVersion the
+	// server returns is the one it returned last time. Such an apply is not a change (no
+	// Applied event, no log line).
+	rv := desired.GetResourceVersion()
+	if prev := r.lastApplied.swap(desired.GetKind()+"/"+desired.GetName(), rv); rv != "" && (rv == prev || (err == nil && rv == live.GetResourceVersion())) {
+		return desired, false, nil
+	}
 	logf.FromContext(ctx).Info("Applied object", "kind", desired.GetKind(), "name", desired.GetName())
 	return desired, true, nil
+}
+
+// appliedVersions remembers the resourceVersion the server returned for each object the
+// operator last applied (applyObject).
+type appliedVersions struct {
+	mu sync.Mutex
+	rv map[string]string
+}
+
+// swap records rv for key and returns the one recorded before ("" if none).
+func (a *appliedVersions) swap(key, rv string) string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.rv == nil {
+		a.rv = map[string]string{}
+	}
+	prev := a.rv[key]
+	a.rv[key] = rv
+	return prev
 }
 
 // upToDate reports whether every field the operator sets has the desired value in the live

@@ -71,6 +71,8 @@ type Reconciler struct {
 	vapWatch *vapWatches
 	applied  appliedEvents
 	verdict  specVerdict
+	// lastApplied tells an apply that changed something from one the cache made look needed.
+	lastApplied appliedVersions
 }
 
 // +kubebuilder:rbac:groups=policy.podsecurity.dev,resources=podsecurityconstraints,verbs=get;list;watch;update;patch
