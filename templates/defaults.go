@@ -177,7 +177,7 @@ func renderMutators(f Feature, spec *v1alpha1.PodSecurityConstraintsSpec, block 
 		}
 		for _, loc := range locations {
 			for _, v := range mutatorVariants {
-				out = append(out, renderMutator(f, rule, loc.location, f.ConstraintName()+"-"+loc.name+v.suffix, v, excluded))
+				out = append(out, renderMutator(f, rule, loc.location, f.ObjectName()+"-"+loc.name+v.suffix, v, excluded))
 			}
 		}
 	}
@@ -223,7 +223,7 @@ func renderMutator(f Feature, rule defaultRule, location, name string, v mutator
 	u := &unstructured.Unstructured{Object: map[string]interface{}{"spec": spec}}
 	u.SetGroupVersionKind(gvk)
 	u.SetName(name)
-	u.SetLabels(f.labels())
+	u.SetLabels(map[string]string{LabelManagedBy: ManagedByValue, LabelFeature: f.Name})
 	return u
 }
 

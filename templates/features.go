@@ -52,20 +52,9 @@ func FeatureByName(name string) (Feature, bool) {
 	return Feature{}, false
 }
 
-// ConstraintKind is the kind of the feature's constraint, e.g. PSCPrivilegedContainers. The
-// PSC prefix keeps it apart from gatekeeper-library's K8sPSP* kinds.
-func (f Feature) ConstraintKind() string {
-	return "PSC" + upperFirst(f.Name)
-}
-
-// TemplateName is the name of the feature's ConstraintTemplate: Gatekeeper requires the
-// lower-cased constraint kind.
-func (f Feature) TemplateName() string {
-	return strings.ToLower(f.ConstraintKind())
-}
-
-// ConstraintName is the name of the feature's constraint, e.g. psc-privileged-containers.
-func (f Feature) ConstraintName() string {
+// ObjectName names the feature's own objects, e.g. psc-privileged-containers: its mutators
+// (with a suffix), and its constraint when it has excludedNamespaces of its own.
+func (f Feature) ObjectName() string {
 	var b strings.Builder
 	b.WriteString("psc")
 	for _, r := range f.Name {

@@ -12,7 +12,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utiljson "k8s.io/apimachinery/pkg/util/json"
-	"sigs.k8s.io/yaml"
 
 	"github.com/podsecurity/psc-operator/api/v1alpha1"
 	"github.com/podsecurity/psc-operator/profiles"
@@ -122,14 +121,21 @@ const (
 // Item is one object the operator applies.
 type Item struct {
 	Role Role
-	// Feature is the feature the object belongs to; empty for objects that serve every
-	// feature (expansion templates).
+	// Feature is the feature a mutator belongs to.
 	Feature string
-	Object  *unstructured.Unstructured
+	// Features are the features the policy template or a constraint serves, in API order: for
+	// the template every enabled feature, for a constraint those it enforces.
+	Features []string
+	Object   *unstructured.Unstructured
 }
 
-// Inventory is the desired state: every object to apply, in apply order (templates, then
-// constraints, then mutators, then the objects that serve all features).
+// serves reports whether the item belongs to or serves a feature.
+func (it Item) serves(feature string) bool {
+	return it.Feature == feature || slices.Contains(it.Features, feature)
+}
+
+// Inventory is the desired state: every object to apply, in apply order (the policy template,
+// then its constraints, then mutators, then the objects that serve all features).
 type Inventory []Item
 
 // Objects returns the objects of the given roles (of every role when none is given), in
@@ -144,10 +150,22 @@ func (inv Inventory) Objects(roles ...Role) []*unstructured.Unstructured {
 	return out
 }
 
-// Find returns the object of a role that belongs to a feature.
+// Items returns the items of a role, in apply order.
+func (inv Inventory) Items(role Role) []Item {
+	var out []Item
+	for _, it := range inv {
+		if it.Role == role {
+			out = append(out, it)
+		}
+	}
+	return out
+}
+
+// Find returns the object of a role that belongs to or serves a feature: the policy template
+// (for an enabled feature), the constraint that enforces the feature, or its first mutator.
 func (inv Inventory) Find(role Role, feature string) (*unstructured.Unstructured, bool) {
 	for _, it := range inv {
-		if it.Role == role && it.Feature == feature {
+		if it.Role == role && it.serves(feature) {
 			return it.Object, true
 		}
 	}
@@ -157,9 +175,12 @@ func (inv Inventory) Find(role Role, feature string) (*unstructured.Unstructured
 // Features lists the features with objects in the inventory, in API order.
 func (inv Inventory) Features() []string {
 	var out []string
-	for _, it := range inv {
-		if it.Feature != "" && !slices.Contains(out, it.Feature) {
-			out = append(out, it.Feature)
+	for _, f := range Features() {
+		for _, it := range inv {
+			if it.serves(f.Name) {
+				out = append(out, f.Name)
+				break
+			}
 		}
 	}
 	return out
@@ -171,35 +192,37 @@ func (inv Inventory) Features() []string {
 // the API would reject.
 func Render(spec *v1alpha1.PodSecurityConstraintsSpec, opts Options) (Inventory, error) {
 	spec, enabled, err := enabledFeatures(spec)
-	if err != nil || spec == nil {
+	if err != nil || spec == nil || len(enabled) == 0 {
 		return nil, err
 	}
-	var tmpls, cons, mutators Inventory
+	tmpl, err := PolicyTemplate()
+	if err != nil {
+		return nil, err
+	}
+	if spec.ValidatingAdmissionPolicyEnabled() {
+		if err := setGenerateVAP(tmpl, true); err != nil {
+			return nil, fmt.Errorf("policy template: %w", err)
+		}
+	}
+	var names []string
 	for _, ef := range enabled {
-		f, block := ef.Feature, ef.block
-		tmpl, err := f.Template()
-		if err != nil {
-			return nil, err
-		}
-		excluded := excludedNamespaces(spec, block, opts)
-		if spec.ValidatingAdmissionPolicyEnabled() {
-			if err := setGenerateVAP(tmpl, true); err != nil {
-				return nil, fmt.Errorf("template of feature %s: %w", f.Name, err)
-			}
-		}
-		tmpls = append(tmpls, Item{Role: RoleTemplate, Feature: f.Name, Object: tmpl})
-		cons = append(cons, Item{Role: RoleConstraint, Feature: f.Name, Object: renderConstraint(f, spec, block, excluded)})
-		ms, err := renderMutators(f, spec, block, excluded)
+		names = append(names, ef.Name)
+	}
+	inv := Inventory{{Role: RoleTemplate, Features: names, Object: tmpl}}
+	for _, g := range constraintGroups(spec, enabled, opts) {
+		inv = append(inv, Item{Role: RoleConstraint, Features: g.features, Object: renderConstraint(spec, g)})
+	}
+	for _, ef := range enabled {
+		ms, err := renderMutators(ef.Feature, spec, ef.block, excludedNamespaces(spec, ef.block, opts))
 		if err != nil {
 			return nil, err
 		}
 		for _, m := range ms {
-			mutators = append(mutators, Item{Role: RoleMutator, Feature: f.Name, Object: m})
+			inv = append(inv, Item{Role: RoleMutator, Feature: ef.Name, Object: m})
 		}
 	}
-	inv := append(append(tmpls, cons...), mutators...)
 	// Expansion templates only matter while some constraint can judge the generated Pods.
-	if len(cons) > 0 && spec.WorkloadsEnabled() {
+	if spec.WorkloadsEnabled() {
 		for _, w := range WorkloadKinds(spec) {
 			inv = append(inv, Item{Role: RoleExpansion, Object: renderExpansion(w, spec)})
 		}
@@ -207,58 +230,68 @@ func Render(spec *v1alpha1.PodSecurityConstraintsSpec, opts Options) (Inventory,
 	return inv, nil
 }
 
-// Template returns the feature's embedded ConstraintTemplate, labelled.
-func (f Feature) Template() (*unstructured.Unstructured, error) {
-	data, err := policies.ReadFile(f.Name + "/template.yaml")
-	if err != nil {
-		return nil, fmt.Errorf("reading template of feature %s: %w", f.Name, err)
-	}
-	obj := map[string]interface{}{}
-	if err := yaml.Unmarshal(data, &obj); err != nil {
-		return nil, fmt.Errorf("parsing template of feature %s: %w", f.Name, err)
-	}
-	u := &unstructured.Unstructured{Object: obj}
-	if u.GroupVersionKind() != TemplateGVK || u.GetName() != f.TemplateName() {
-		return nil, fmt.Errorf("template of feature %s must be a %s named %s, found %s %q",
-			f.Name, TemplateGVK.Kind, f.TemplateName(), u.GroupVersionKind(), u.GetName())
-	}
-	if err := addCELLibrary(u); err != nil {
-		return nil, fmt.Errorf("template of feature %s: %w", f.Name, err)
-	}
-	if err := addLibrary(u); err != nil {
-		return nil, fmt.Errorf("template of feature %s: %w", f.Name, err)
-	}
-	u.SetLabels(f.labels())
-	return u, nil
+// constraintGroup is one constraint: the features it enforces, with one action and one match.
+type constraintGroup struct {
+	name     string
+	action   string
+	excluded []string
+	features []string
+	params   map[string]interface{}
 }
 
-// addLibrary adds the shared Rego library (package lib.psc) to the Rego source of every
-// target, so that each policy folder holds only the feature's own rules.
-func addLibrary(u *unstructured.Unstructured) error {
-	lib, err := policies.ReadFile("lib/psc.rego")
-	if err != nil {
-		return fmt.Errorf("reading shared library: %w", err)
+// ConstraintName is the constraint of the features with an enforcement action and no
+// excludedNamespaces of their own: psc-deny, psc-warn or psc-dryrun. A feature with its own
+// excludedNamespaces has a constraint of its own, named after it (Feature.ObjectName).
+func ConstraintName(action string) string { return "psc-" + action }
+
+// constraintGroups puts the enabled features into constraints: one per enforcement action, and
+// one for each feature with its own excludedNamespaces; in API order of their first feature.
+func constraintGroups(spec *v1alpha1.PodSecurityConstraintsSpec, enabled []enabledFeature, opts Options) []*constraintGroup {
+	var groups []*constraintGroup
+	for _, ef := range enabled {
+		action := featureAction(spec, ef.block)
+		name := ConstraintName(action)
+		if len(stringList(ef.block["excludedNamespaces"])) > 0 {
+			name = ef.ObjectName()
+		}
+		i := slices.IndexFunc(groups, func(g *constraintGroup) bool { return g.name == name })
+		if i < 0 {
+			groups = append(groups, &constraintGroup{name: name, action: action, excluded: excludedNamespaces(spec, ef.block, opts), params: map[string]interface{}{}})
+			i = len(groups) - 1
+		}
+		g := groups[i]
+		g.features = append(g.features, ef.Name)
+		g.params[ef.Name] = featureParameters(ef.Feature, spec, ef.block)
 	}
-	return eachTarget(u, func(i int, target map[string]interface{}) error {
-		code, _, _ := unstructured.NestedSlice(target, "code")
-		found := false
-		for j, c := range code {
-			entry, ok := c.(map[string]interface{})
-			if !ok || entry["engine"] != "Rego" {
-				continue
-			}
-			libs, _, _ := unstructured.NestedSlice(entry, "source", "libs")
-			if err := unstructured.SetNestedSlice(entry, append(libs, string(lib)), "source", "libs"); err != nil {
-				return fmt.Errorf("spec.targets[%d].code[%d]: %w", i, j, err)
-			}
-			code[j], found = entry, true
+	return groups
+}
+
+// featureAction is a feature's enforcement action: its own, else the spec's, else deny.
+func featureAction(spec *v1alpha1.PodSecurityConstraintsSpec, block map[string]interface{}) string {
+	if a, ok := block["enforcementAction"].(string); ok && a != "" {
+		return a
+	}
+	if spec.EnforcementAction != "" {
+		return string(spec.EnforcementAction)
+	}
+	return string(v1alpha1.EnforcementDeny)
+}
+
+// featureParameters are a feature's entry in its constraint's parameters.features: what the
+// user wrote under the feature, but for the keys that configure the constraint, and for a
+// container-level feature with exemptImages of its own, the images it exempts (spec.exemptImages
+// and its own); the others use the constraint's exemptImages (spec.exemptImages).
+func featureParameters(f Feature, spec *v1alpha1.PodSecurityConstraintsSpec, block map[string]interface{}) map[string]interface{} {
+	params := map[string]interface{}{}
+	for k, v := range block {
+		if !slices.Contains(commonKeys, k) {
+			params[k] = v
 		}
-		if !found {
-			return fmt.Errorf("spec.targets[%d] has no code entry with engine Rego", i)
-		}
-		target["code"] = code
-		return nil
-	})
+	}
+	if f.ContainerLevel && len(stringList(block["exemptImages"])) > 0 {
+		params["exemptImages"] = toInterfaces(featureExemptImages(f, spec, block))
+	}
+	return params
 }
 
 // eachTarget calls fn with each object of the template's spec.targets, which fn may change in
@@ -284,74 +317,6 @@ func eachTarget(u *unstructured.Unstructured, fn func(i int, target map[string]i
 // celLibrary is lib/psc.cel.yaml: the variables every template's CEL code may use.
 type celLibrary struct {
 	Variables []map[string]interface{} `json:"variables"`
-}
-
-// addCELLibrary completes the K8sNativeValidation source of every target: the shared
-// variables of lib/psc.cel.yaml before the template's own, the one validation (no
-// violations), failurePolicy and generateVAP. The CEL entry is moved first among the code
-// entries, the order in which Gatekeeper prefers the engines.
-func addCELLibrary(u *unstructured.Unstructured) error {
-	data, err := policies.ReadFile("lib/psc.cel.yaml")
-	if err != nil {
-		return fmt.Errorf("reading shared CEL library: %w", err)
-	}
-	var lib celLibrary
-	if err := yaml.UnmarshalStrict(data, &lib); err != nil {
-		return fmt.Errorf("parsing shared CEL library: %w", err)
-	}
-	return eachTarget(u, func(i int, target map[string]interface{}) error {
-		code, _, _ := unstructured.NestedSlice(target, "code")
-		var cel, others []interface{}
-		for _, c := range code {
-			if entry, ok := c.(map[string]interface{}); ok && entry["engine"] == EngineCEL {
-				cel = append(cel, entry)
-			} else {
-				others = append(others, c)
-			}
-		}
-		if len(cel) != 1 {
-			return fmt.Errorf("spec.targets[%d] needs exactly one code entry with engine %s, found %d", i, EngineCEL, len(cel))
-		}
-		entry, _ := cel[0].(map[string]interface{})
-		own, _, err := unstructured.NestedSlice(entry, "source", "variables")
-		if err != nil {
-			return fmt.Errorf("spec.targets[%d]: %s variables: %w", i, EngineCEL, err)
-		}
-		if last, ok := lastItem(own).(map[string]interface{}); !ok || last["name"] != "violations" {
-			return fmt.Errorf("spec.targets[%d]: the %s variables must end with one named violations", i, EngineCEL)
-		}
-		if _, found, _ := unstructured.NestedFieldNoCopy(entry, "source", "validations"); found {
-			return fmt.Errorf("spec.targets[%d]: %s validations are added by the renderer", i, EngineCEL)
-		}
-		vars := make([]interface{}, 0, len(lib.Variables)+len(own))
-		for _, v := range lib.Variables {
-			vars = append(vars, map[string]interface{}{"name": v["name"], "expression": v["expression"]})
-		}
-		vars = append(vars, own...)
-		source := map[string]interface{}{
-			"variables": vars,
-			"validations": []interface{}{map[string]interface{}{
-				"expression":        celValidation,
-				"messageExpression": celMessageExpression,
-			}},
-			"failurePolicy": celFailurePolicy,
-			"generateVAP":   generateVAP,
-		}
-		entry["source"] = source
-		target["code"] = append(cel, others...)
-		return nil
-	})
-}
-
-func lastItem(items []interface{}) interface{} {
-	if len(items) == 0 {
-		return nil
-	}
-	return items[len(items)-1]
-}
-
-func (f Feature) labels() map[string]string {
-	return map[string]string{LabelManagedBy: ManagedByValue, LabelFeature: f.Name}
 }
 
 // setGenerateVAP sets generateVAP in the K8sNativeValidation source of every target.
@@ -452,51 +417,30 @@ func BindsVAP(u *unstructured.Unstructured) bool {
 	return false
 }
 
-// PolicyName is the ValidatingAdmissionPolicy Gatekeeper generates from a feature's template.
-func (f Feature) PolicyName() string { return "gatekeeper-" + f.TemplateName() }
-
-// BindingName is the ValidatingAdmissionPolicyBinding Gatekeeper generates for a feature's
-// constraint (gatekeeper-<kind>-<name>, lower case; ours are far below the length limit at
-// which Gatekeeper would shorten it).
-func (f Feature) BindingName() string {
-	return "gatekeeper-" + strings.ToLower(f.ConstraintKind()) + "-" + f.ConstraintName()
-}
-
-func renderConstraint(f Feature, spec *v1alpha1.PodSecurityConstraintsSpec, block map[string]interface{}, excluded []string) *unstructured.Unstructured {
-	action := string(spec.EnforcementAction)
-	if a, ok := block["enforcementAction"].(string); ok && a != "" {
-		action = a
+func renderConstraint(spec *v1alpha1.PodSecurityConstraintsSpec, g *constraintGroup) *unstructured.Unstructured {
+	exempt := []string{}
+	for _, img := range spec.ExemptImages {
+		exempt = append(exempt, string(img))
 	}
-	if action == "" {
-		action = string(v1alpha1.EnforcementDeny)
-	}
-
-	params := map[string]interface{}{}
-	for k, v := range block {
-		if !slices.Contains(commonKeys, k) {
-			params[k] = v
-		}
-	}
-	if f.ContainerLevel {
-		params["exemptImages"] = toInterfaces(featureExemptImages(f, spec, block))
-	}
-
 	specMap := map[string]interface{}{
 		"enforcementAction":        "scoped",
-		"scopedEnforcementActions": scopedEnforcementActions(action, spec.ValidatingAdmissionPolicyEnabled()),
+		"scopedEnforcementActions": scopedEnforcementActions(g.action, spec.ValidatingAdmissionPolicyEnabled()),
 		"match": map[string]interface{}{
 			"kinds": []interface{}{map[string]interface{}{
 				"apiGroups": []interface{}{""},
 				"kinds":     []interface{}{"Pod"},
 			}},
-			"excludedNamespaces": toInterfaces(excluded),
+			"excludedNamespaces": toInterfaces(g.excluded),
 		},
-		"parameters": params,
+		"parameters": map[string]interface{}{
+			"exemptImages": toInterfaces(dedupe(exempt)),
+			"features":     g.params,
+		},
 	}
 	u := &unstructured.Unstructured{Object: map[string]interface{}{"spec": specMap}}
-	u.SetGroupVersionKind(ConstraintGroupVersion.WithKind(f.ConstraintKind()))
-	u.SetName(f.ConstraintName())
-	u.SetLabels(f.labels())
+	u.SetGroupVersionKind(ConstraintGroupVersion.WithKind(PolicyKind))
+	u.SetName(g.name)
+	u.SetLabels(map[string]string{LabelManagedBy: ManagedByValue, LabelComponent: ComponentPolicy})
 	return u
 }
 
