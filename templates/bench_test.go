@@ -75,10 +75,10 @@ func TestSamplePods(t *testing.T) {
 	}
 	violated := map[string]bool{}
 	for _, v := range got {
-		violated[v.Kind] = true
+		violated[templates.FeatureOfMessage(v.Message)] = true
 	}
 	for _, f := range templates.Features() {
-		if !violated[f.ConstraintKind()] {
+		if !violated[f.Name] {
 			t.Errorf("feature %s did not catch the all-violating pod", f.Name)
 		}
 	}

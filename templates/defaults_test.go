@@ -182,8 +182,8 @@ func checkMutatorShape(t *testing.T, inv templates.Inventory) {
 			if len(name) > 63 {
 				t.Errorf("%s: Gatekeeper rejects mutator names longer than 63 characters", name)
 			}
-			if !strings.HasPrefix(name, r.Feature.ConstraintName()+"-") {
-				t.Errorf("%s does not start with the feature's constraint name", name)
+			if !strings.HasPrefix(name, r.Feature.ObjectName()+"-") {
+				t.Errorf("%s does not start with the feature's object name", name)
 			}
 			if m.GetLabels()[templates.LabelManagedBy] != templates.ManagedByValue || m.GetLabels()[templates.LabelFeature] != r.Feature.Name {
 				t.Errorf("%s labels %v", name, m.GetLabels())
@@ -579,7 +579,11 @@ func TestWithheldDefaults(t *testing.T) {
 				if !ok {
 					t.Fatalf("%s has no constraint", feature)
 				}
-				params, _, _ := unstructured.NestedStringSlice(con.Object, "spec", "parameters", "exemptImages")
+				// Its own entry's, else the constraint's.
+				params, found, _ := unstructured.NestedStringSlice(con.Object, "spec", "parameters", "features", feature, "exemptImages")
+				if !found {
+					params, _, _ = unstructured.NestedStringSlice(con.Object, "spec", "parameters", "exemptImages")
+				}
 				if strings.Join(params, ", ") != images {
 					t.Errorf("%s: the constraint exempts %v, the reason names %s", feature, params, images)
 				}

@@ -130,8 +130,9 @@ func loadEngines(ctx context.Context, v *validation.Validator, spec map[string]i
 }
 
 // compare reviews req on both engines and returns each one's findings as sorted
-// "constraint action: message" lines. A CEL constraint reporting more than one result is an
-// error: its validation yields at most one.
+// "constraint action: message" lines. More than one CEL result for a feature of a constraint
+// is an error (each feature's validation yields at most one), as is a CEL result whose
+// messages are of more than one feature.
 func (p *enginePair) compare(ctx context.Context, req policytest.Request) (cel, rego []string, err error) {
 	findings := func(ev *policytest.Evaluator, oneEach bool) ([]string, error) {
 		vs, err := ev.Review(ctx, req)
@@ -142,11 +143,15 @@ func (p *enginePair) compare(ctx context.Context, req policytest.Request) (cel, 
 		var out []string
 		for _, v := range vs {
 			key := v.Constraint + " " + v.EnforcementAction
-			if oneEach && seen[key] {
-				return nil, fmt.Errorf("%s: more than one CEL result", key)
+			feature := templates.FeatureOfMessage(v.Message)
+			if oneEach && seen[key+" "+feature] {
+				return nil, fmt.Errorf("%s: more than one CEL result for feature %q", key, feature)
 			}
-			seen[key] = true
+			seen[key+" "+feature] = true
 			for _, m := range policytest.SplitMessages([]string{v.Message}) {
+				if oneEach && templates.FeatureOfMessage(m) != feature {
+					return nil, fmt.Errorf("%s: one CEL result holds messages of features %q and %q", key, feature, templates.FeatureOfMessage(m))
+				}
 				out = append(out, key+": "+m)
 			}
 		}

@@ -3,6 +3,7 @@ package templates
 import (
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -76,16 +77,30 @@ func (f Feature) regoPackage() string { return "lib.features." + f.Name }
 // input.parameters is replaced by the feature's own parameters for its rules, which read them
 // as they read a constraint of their own; a feature without its own exemptImages gets the
 // constraint's.
-const policyRegoEntryPoint = `package ` + PolicyTemplateName + `
+func policyRegoEntryPoint() string {
+	var containerLevel []string
+	for _, f := range Features() {
+		if f.ContainerLevel {
+			containerLevel = append(containerLevel, strconv.Quote(f.Name))
+		}
+	}
+	return `package ` + PolicyTemplateName + `
 
 # Each feature's rules are the library lib.features.<feature> (see templates/policy.go); they
-# run only for the features the constraint's parameters name.
+# run only for the features the constraint's parameters name, each with its own parameters.
 violation contains v if {
 	some name, params in input.parameters.features
-	own := object.union({"exemptImages": object.get(input.parameters, "exemptImages", [])}, params)
-	v := data.lib.features[name].violation[_] with input.parameters as own
+	v := data.lib.features[name].violation[_] with input.parameters as object.union({"exemptImages": exempt_images(name)}, params)
 }
+
+# exempt_images(name): the constraint's exemptImages for a container-level feature (its own
+# parameters may override them), none for a pod-level one.
+exempt_images(name) := object.get(input.parameters, "exemptImages", []) if name in container_level
+else := []
+
+container_level := {` + strings.Join(containerLevel, ", ") + `}
 `
+}
 
 var (
 	variableRef = regexp.MustCompile(`\bvariables\.[A-Za-z_][A-Za-z0-9_]*\b`)
@@ -148,10 +163,22 @@ func PolicyTemplate() (*unstructured.Unstructured, error) {
 		vars = append(vars,
 			map[string]interface{}{"name": prefix + "enabled", "expression": "variables.parameters.?features.?" + f.Name + ".hasValue()"},
 			map[string]interface{}{"name": prefix + "parameters", "expression": "variables.parameters.?features.?" + f.Name + ".orValue({})"},
-			map[string]interface{}{"name": prefix + "exemptImages", "expression": "dyn(variables." + prefix + "parameters.?exemptImages.orValue(variables.exemptImages))"},
-			map[string]interface{}{"name": prefix + "checkedContainers", "expression": "variables." + prefix + "parameters.?exemptImages.hasValue() ? (" +
-				rename(checkedContainers) + ") : variables.checkedContainers"},
 		)
+		if f.ContainerLevel {
+			// The constraint's exemptImages, or the feature's own: only then are its checked
+			// containers computed apart from the shared ones.
+			vars = append(vars,
+				map[string]interface{}{"name": prefix + "exemptImages", "expression": "dyn(variables." + prefix + "parameters.?exemptImages.orValue(variables.exemptImages))"},
+				map[string]interface{}{"name": prefix + "checkedContainers", "expression": "variables." + prefix + "parameters.?exemptImages.hasValue() ? (" +
+					rename(checkedContainers) + ") : variables.checkedContainers"},
+			)
+		} else {
+			// exemptImages do not apply to pod-level features.
+			vars = append(vars,
+				map[string]interface{}{"name": prefix + "exemptImages", "expression": "dyn([])"},
+				map[string]interface{}{"name": prefix + "checkedContainers", "expression": rename(checkedContainers)},
+			)
+		}
 		for _, v := range src.variables {
 			expr := rename(v.Expression)
 			if v.Name == "violations" {
@@ -212,7 +239,7 @@ func PolicyTemplate() (*unstructured.Unstructured, error) {
 					}},
 					map[string]interface{}{"engine": EngineRego, "source": map[string]interface{}{
 						"version": "v1",
-						"rego":    policyRegoEntryPoint,
+						"rego":    policyRegoEntryPoint(),
 						"libs":    regoLibs,
 					}},
 				},

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -103,14 +104,10 @@ func TestRenderShape(t *testing.T) {
 	if got := len(rendered.Features()); got != n {
 		t.Fatalf("rendered %d features, want all %d", got, n)
 	}
-	// Apply order: every template, every constraint, then the objects of no single feature.
-	wantRoles := []templates.Role{}
-	for range n {
-		wantRoles = append(wantRoles, templates.RoleTemplate)
-	}
-	for range n {
-		wantRoles = append(wantRoles, templates.RoleConstraint)
-	}
+	// Apply order: the policy template, its constraints (capabilities has excludedNamespaces of
+	// its own: a constraint of its own; every other feature follows the spec's deny), then the
+	// objects of no single feature.
+	wantRoles := []templates.Role{templates.RoleTemplate, templates.RoleConstraint, templates.RoleConstraint}
 	for range templates.WorkloadKinds(&psc.Spec) {
 		wantRoles = append(wantRoles, templates.RoleExpansion)
 	}
@@ -125,12 +122,40 @@ func TestRenderShape(t *testing.T) {
 		if o.GetLabels()[templates.LabelManagedBy] != templates.ManagedByValue {
 			t.Errorf("%s %s lacks our managed-by label: %v", o.GetKind(), o.GetName(), o.GetLabels())
 		}
-		if (it.Feature != "") != (it.Role == templates.RoleTemplate || it.Role == templates.RoleConstraint) ||
-			o.GetLabels()[templates.LabelFeature] != it.Feature {
-			t.Errorf("%s %s: feature %q, label %q", o.GetKind(), o.GetName(), it.Feature, o.GetLabels()[templates.LabelFeature])
+		policy := it.Role == templates.RoleTemplate || it.Role == templates.RoleConstraint
+		if it.Feature != "" || (len(it.Features) > 0) != policy || o.GetLabels()[templates.LabelFeature] != "" ||
+			(o.GetLabels()[templates.LabelComponent] == templates.ComponentPolicy) != policy {
+			t.Errorf("%s %s: features %q, labels %v", o.GetKind(), o.GetName(), it.Features, o.GetLabels())
 		}
 		if _, fixed := templates.ManagedKindOf(o.GroupVersionKind()); !fixed && it.Role != templates.RoleConstraint {
 			t.Errorf("%s %s is of a kind pruning does not list", o.GetKind(), o.GetName())
+		}
+	}
+	if got := rendered.Items(templates.RoleTemplate)[0].Features; len(got) != n {
+		t.Errorf("the template serves %v, want every feature", got)
+	}
+	cons := rendered.Items(templates.RoleConstraint)
+	if cons[0].Object.GetName() != "psc-deny" || len(cons[0].Features) != n-1 || slices.Contains(cons[0].Features, "capabilities") ||
+		cons[1].Object.GetName() != "psc-capabilities" || !slices.Equal(cons[1].Features, []string{"capabilities"}) {
+		t.Errorf("constraints %s %v and %s %v, want psc-deny with every feature but capabilities, and psc-capabilities",
+			cons[0].Object.GetName(), cons[0].Features, cons[1].Object.GetName(), cons[1].Features)
+	}
+	for _, c := range cons {
+		if c.Object.GetKind() != templates.PolicyKind {
+			t.Errorf("constraint %s is a %s, want %s", c.Object.GetName(), c.Object.GetKind(), templates.PolicyKind)
+		}
+		params, _, _ := unstructured.NestedMap(c.Object.Object, "spec", "parameters")
+		if got := strings.Join(toStrings(params["exemptImages"].([]interface{})), ","); got != "registry.example.com/debug/*" {
+			t.Errorf("%s: constraint exempt images %s, want spec.exemptImages", c.Object.GetName(), got)
+		}
+		features, _ := params["features"].(map[string]interface{})
+		if len(features) != len(c.Features) {
+			t.Errorf("%s: parameters name %d features, the inventory %d", c.Object.GetName(), len(features), len(c.Features))
+		}
+		for _, f := range c.Features {
+			if _, ok := features[f].(map[string]interface{}); !ok {
+				t.Errorf("%s: no parameters for feature %s", c.Object.GetName(), f)
+			}
 		}
 	}
 	for _, feature := range rendered.Features() {
@@ -141,7 +166,7 @@ func TestRenderShape(t *testing.T) {
 		spec := con.Object["spec"].(map[string]interface{})
 		match := spec["match"].(map[string]interface{})
 		excluded := match["excludedNamespaces"].([]interface{})
-		params := spec["parameters"].(map[string]interface{})
+		params, _, _ := unstructured.NestedMap(con.Object, "spec", "parameters", "features", feature)
 		switch feature {
 		case "capabilities":
 			if a := templates.ConstraintAction(con); a != "warn" {
@@ -153,17 +178,17 @@ func TestRenderShape(t *testing.T) {
 			if got := strings.Join(toStrings(params["exemptImages"].([]interface{})), ","); got != "registry.example.com/debug/*,falco" {
 				t.Errorf("capabilities exempt images %s", got)
 			}
-			for _, k := range []string{"enabled", "enforcementAction", "excludedNamespaces"} {
+			for _, k := range []string{"enabled", "enforcementAction", "excludedNamespaces", "setDefaults"} {
 				if _, ok := params[k]; ok {
 					t.Errorf("parameter %s leaked into the constraint", k)
 				}
 			}
-		case "hostNamespaces":
+		case "hostNamespaces", "privilegedContainers":
 			if a := templates.ConstraintAction(con); a != "deny" {
-				t.Errorf("hostNamespaces action %v, want the global deny", a)
+				t.Errorf("%s action %v, want the global deny", feature, a)
 			}
 			if _, ok := params["exemptImages"]; ok {
-				t.Error("pod-level feature got exemptImages")
+				t.Errorf("%s: a feature without exemptImages of its own got them in its parameters", feature)
 			}
 		}
 	}
@@ -302,61 +327,73 @@ func TestExpansionNames(t *testing.T) {
 	}
 }
 
-// TestTemplatesHaveBothEngines: every template carries K8sNativeValidation code first (the
-// engine Gatekeeper prefers) with the shared library, the one validation, failurePolicy Fail
-// and generateVAP false, then the Rego with its library.
+// TestTemplatesHaveBothEngines: the policy template carries K8sNativeValidation code first (the
+// engine Gatekeeper prefers) with the shared library, one validation per feature,
+// failurePolicy Fail and generateVAP false, then the Rego entry point with the shared library
+// and one library per feature.
 func TestTemplatesHaveBothEngines(t *testing.T) {
-	for _, f := range templates.Features() {
-		t.Run(f.Name, func(t *testing.T) {
-			u, err := f.Template()
-			if err != nil {
-				t.Fatal(err)
+	u, err := templates.PolicyTemplate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.GetName() != templates.PolicyTemplateName || u.GetLabels()[templates.LabelManagedBy] != templates.ManagedByValue {
+		t.Errorf("template %s labels %v", u.GetName(), u.GetLabels())
+	}
+	targets, _, _ := unstructured.NestedSlice(u.Object, "spec", "targets")
+	if len(targets) != 1 {
+		t.Fatalf("want one target, got %d", len(targets))
+	}
+	code, _, _ := unstructured.NestedSlice(targets[0].(map[string]interface{}), "code")
+	var engines []string
+	for _, c := range code {
+		engines = append(engines, c.(map[string]interface{})["engine"].(string))
+	}
+	if strings.Join(engines, ",") != templates.EngineCEL+","+templates.EngineRego {
+		t.Fatalf("code engines %v, want [%s %s]", engines, templates.EngineCEL, templates.EngineRego)
+	}
+	cel := code[0].(map[string]interface{})
+	if fp, _, _ := unstructured.NestedString(cel, "source", "failurePolicy"); fp != "Fail" {
+		t.Errorf("failurePolicy %q, want Fail", fp)
+	}
+	if vap, found, _ := unstructured.NestedBool(cel, "source", "generateVAP"); !found || vap {
+		t.Errorf("generateVAP must be set to false (found %v, value %v)", found, vap)
+	}
+	vars, _, _ := unstructured.NestedSlice(cel, "source", "variables")
+	names := map[string]bool{}
+	for _, v := range vars {
+		name := v.(map[string]interface{})["name"].(string)
+		if names[name] {
+			t.Errorf("variable %s is defined twice", name)
+		}
+		names[name] = true
+		expr := v.(map[string]interface{})["expression"].(string)
+		if strings.TrimSpace(expr) == "" {
+			t.Errorf("variable %s has no expression", name)
+		}
+	}
+	for _, lib := range []string{"isPodUpdate", "checkedContainers", "podFieldsChecked"} {
+		if !names[lib] {
+			t.Errorf("variable %s is missing", lib)
+		}
+	}
+	validations, _, _ := unstructured.NestedSlice(cel, "source", "validations")
+	if len(validations) != len(templates.Features()) {
+		t.Fatalf("want one validation per feature (%d), got %d", len(templates.Features()), len(validations))
+	}
+	for i, f := range templates.Features() {
+		for _, v := range []string{"enabled", "parameters", "checkedContainers", "violations"} {
+			if !names[f.Name+"_"+v] {
+				t.Errorf("variable %s_%s is missing", f.Name, v)
 			}
-			targets, _, _ := unstructured.NestedSlice(u.Object, "spec", "targets")
-			if len(targets) != 1 {
-				t.Fatalf("want one target, got %d", len(targets))
-			}
-			code, _, _ := unstructured.NestedSlice(targets[0].(map[string]interface{}), "code")
-			var engines []string
-			for _, c := range code {
-				engines = append(engines, c.(map[string]interface{})["engine"].(string))
-			}
-			if strings.Join(engines, ",") != templates.EngineCEL+","+templates.EngineRego {
-				t.Fatalf("code engines %v, want [%s %s]", engines, templates.EngineCEL, templates.EngineRego)
-			}
-			cel := code[0].(map[string]interface{})
-			if fp, _, _ := unstructured.NestedString(cel, "source", "failurePolicy"); fp != "Fail" {
-				t.Errorf("failurePolicy %q, want Fail", fp)
-			}
-			if vap, found, _ := unstructured.NestedBool(cel, "source", "generateVAP"); !found || vap {
-				t.Errorf("generateVAP must be set to false (found %v, value %v)", found, vap)
-			}
-			vars, _, _ := unstructured.NestedSlice(cel, "source", "variables")
-			names := map[string]bool{}
-			for _, v := range vars {
-				name := v.(map[string]interface{})["name"].(string)
-				if names[name] {
-					t.Errorf("variable %s is defined twice (a template must not redefine a library variable)", name)
-				}
-				names[name] = true
-				expr := v.(map[string]interface{})["expression"].(string)
-				if strings.TrimSpace(expr) == "" {
-					t.Errorf("variable %s has no expression", name)
-				}
-			}
-			for _, lib := range []string{"isPodUpdate", "checkedContainers", "podFieldsChecked", "violations"} {
-				if !names[lib] {
-					t.Errorf("variable %s is missing", lib)
-				}
-			}
-			validations, _, _ := unstructured.NestedSlice(cel, "source", "validations")
-			if len(validations) != 1 {
-				t.Fatalf("want one validation, got %d", len(validations))
-			}
-			msg, _, _ := unstructured.NestedString(validations[0].(map[string]interface{}), "messageExpression")
-			if msg == "" || strings.Contains(msg, "\n") {
-				t.Errorf("messageExpression %q must be set and hold no newline", msg)
-			}
-		})
+		}
+		val := validations[i].(map[string]interface{})
+		msg, _ := val["messageExpression"].(string)
+		if msg == "" || strings.Contains(msg, "\n") || !strings.Contains(msg, "variables."+f.Name+"_violations") {
+			t.Errorf("validation %d: messageExpression %q must be the messages of %s, with no newline", i, msg, f.Name)
+		}
+	}
+	libs, _, _ := unstructured.NestedStringSlice(code[1].(map[string]interface{}), "source", "libs")
+	if len(libs) != len(templates.Features())+1 {
+		t.Errorf("want the shared Rego library and one per feature, got %d libs", len(libs))
 	}
 }

@@ -114,7 +114,7 @@ func TestVAPConstraintsOnTheWebhook(t *testing.T) {
 		for _, v := range got {
 			summary = append(summary, v.Constraint+" "+v.EnforcementAction)
 		}
-		want := []string{"psc-host-namespaces deny", "psc-privileged-containers warn"}
+		want := []string{"psc-host-namespaces deny", "psc-warn warn"}
 		if !slices.Equal(summary, want) {
 			t.Errorf("%s: %v, want %v", engine, summary, want)
 		}
