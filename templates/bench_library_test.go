@@ -190,10 +190,10 @@ type benchSide struct {
 	ev   *policytest.Evaluator
 }
 
-// librarySides loads, each in its own client, our full sample (17 constraints) and
-// gatekeeper-library's 15 matching PSP templates configured alike, each on Gatekeeper's
-// default engine configuration (CEL where a template has it, Rego otherwise) and with Rego
-// forced, plus the benchmark-only combined prototypes. The first library side is the
+// librarySides loads, each in its own client, our full sample (17 features: one template, one
+// constraint) and gatekeeper-library's 15 matching PSP templates configured alike, each on
+// Gatekeeper's default engine configuration (CEL where a template has it, Rego otherwise) and
+// with Rego forced. The first library side is the
 // reference of the ratios. It logs what each side reports on both pods.
 func librarySides(b *testing.B) []benchSide {
 	b.Helper()
@@ -215,10 +215,6 @@ func librarySides(b *testing.B) []benchSide {
 		{"library/rego", load(policytest.EngineRego, lib)},
 		{"psc/default", load(policytest.EngineCEL, ours)},
 		{"psc/rego", load(policytest.EngineRego, ours)},
-		{"psc-combined/default", load(policytest.EngineCEL, combinedObjects(b, rendered, false))},
-		{"psc-combined-shared/default", load(policytest.EngineCEL, combinedObjects(b, rendered, true))},
-		{"psc-gated/default", load(policytest.EngineCEL, gatedObjects(b, ours))},
-		{"psc-combined-shared-gated/default", load(policytest.EngineCEL, gatedObjects(b, combinedObjects(b, rendered, true)))},
 	}
 	for _, name := range []string{"compliant", "all-violating"} {
 		pod := readObject(b, filepath.Join("testdata", "pods", name+".yaml"))
@@ -310,7 +306,7 @@ func loadAverage() string {
 
 // TestWriteGatorBenchInputs writes the inputs of hack/bench.sh's gator runs into
 // PSC_BENCH_GATOR_DIR (skipped when unset): psc/ (our full sample's templates and
-// constraints), psc-combined*/ and psc-gated/ (the prototypes), pods/<name>/objects.yaml and, with PSC_GATEKEEPER_LIBRARY, library/ (the 15
+// constraint), pods/<name>/objects.yaml and, with PSC_GATEKEEPER_LIBRARY, library/ (the 15
 // templates and their constraints) and library-rego-only/ (the library templates without CEL
 // code, which `gator bench -e cel` skips).
 func TestWriteGatorBenchInputs(t *testing.T) {
@@ -332,10 +328,6 @@ func TestWriteGatorBenchInputs(t *testing.T) {
 		}
 	}
 	write("psc", rendered.Objects(templates.RoleTemplate, templates.RoleConstraint))
-	write("psc-combined", combinedObjects(t, rendered, false))
-	write("psc-combined-shared", combinedObjects(t, rendered, true))
-	write("psc-gated", gatedObjects(t, rendered.Objects(templates.RoleTemplate, templates.RoleConstraint)))
-	write("psc-combined-shared-gated", gatedObjects(t, combinedObjects(t, rendered, true)))
 	for _, name := range []string{"compliant", "all-violating"} {
 		pod := &unstructured.Unstructured{Object: readObject(t, filepath.Join("testdata", "pods", name+".yaml"))}
 		write(filepath.Join("pods", name), []*unstructured.Unstructured{pod})

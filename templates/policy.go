@@ -154,35 +154,43 @@ func PolicyTemplate() (*unstructured.Unstructured, error) {
 				switch {
 				case own[name]:
 					return "variables." + prefix + name
-				case name == "parameters", name == "exemptImages", name == "checkedContainers":
+				case name == "parameters", name == "checkedContainers":
 					return "variables." + prefix + name
 				}
 				return ref
 			})
 		}
-		vars = append(vars,
-			map[string]interface{}{"name": prefix + "enabled", "expression": "variables.parameters.?features.?" + f.Name + ".hasValue()"},
-			map[string]interface{}{"name": prefix + "parameters", "expression": "variables.parameters.?features.?" + f.Name + ".orValue({})"},
-		)
-		if f.ContainerLevel {
+		// The feature's parameters and checked containers, where its expressions use them.
+		uses := func(name string) bool {
+			for _, v := range src.variables {
+				if regexp.MustCompile(`\bvariables\.` + name + `\b`).MatchString(v.Expression) {
+					return true
+				}
+			}
+			return false
+		}
+		featureParams := "variables.parameters.?features.?" + f.Name
+		if uses("parameters") || uses("checkedContainers") {
+			vars = append(vars, map[string]interface{}{"name": prefix + "parameters", "expression": featureParams + ".orValue({})"})
+		}
+		if uses("exemptImages") {
+			return nil, fmt.Errorf("the policy of feature %s: use variables.checkedContainers, not variables.exemptImages", f.Name)
+		}
+		if uses("checkedContainers") {
 			// The constraint's exemptImages, or the feature's own: only then are its checked
-			// containers computed apart from the shared ones.
-			vars = append(vars,
-				map[string]interface{}{"name": prefix + "exemptImages", "expression": "dyn(variables." + prefix + "parameters.?exemptImages.orValue(variables.exemptImages))"},
-				map[string]interface{}{"name": prefix + "checkedContainers", "expression": "variables." + prefix + "parameters.?exemptImages.hasValue() ? (" +
-					rename(checkedContainers) + ") : variables.checkedContainers"},
-			)
-		} else {
-			// exemptImages do not apply to pod-level features.
-			vars = append(vars,
-				map[string]interface{}{"name": prefix + "exemptImages", "expression": "dyn([])"},
-				map[string]interface{}{"name": prefix + "checkedContainers", "expression": rename(checkedContainers)},
-			)
+			// containers computed apart from the shared ones. exemptImages do not apply to
+			// pod-level features.
+			own := strings.ReplaceAll(checkedContainers, "variables.exemptImages", "dyn(variables."+prefix+"parameters.exemptImages)")
+			expr := "variables." + prefix + "parameters.?exemptImages.hasValue() ? (" + own + ") : variables.checkedContainers"
+			if !f.ContainerLevel {
+				expr = strings.ReplaceAll(checkedContainers, "variables.exemptImages", "dyn([])")
+			}
+			vars = append(vars, map[string]interface{}{"name": prefix + "checkedContainers", "expression": expr})
 		}
 		for _, v := range src.variables {
 			expr := rename(v.Expression)
 			if v.Name == "violations" {
-				expr = "!variables." + prefix + "enabled ? [] : (" + expr + ")"
+				expr = "!" + featureParams + ".hasValue() ? [] : (" + expr + ")"
 			}
 			vars = append(vars, map[string]interface{}{"name": prefix + v.Name, "expression": expr})
 		}

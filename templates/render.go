@@ -73,14 +73,21 @@ const (
 // is down, so it must never be able to lock out the control plane's own pods.
 const KubeSystemNamespace = "kube-system"
 
-// The validation every template's CEL code ends in: its `violations` variable lists the
-// messages (see lib/psc.cel.yaml).
+// The validation of each feature in the policy template: its `violations` variable lists the
+// messages (see lib/psc.cel.yaml and policy.go).
+//
+// Gatekeeper's CEL driver (the API server's validator) evaluates every messageExpression, also
+// of validations that passed, in a second activation, and every reference to variables.<name>
+// is a lookup in a lazy map that unescapes the name with a regular expression. So the message
+// is "" without a violation (one lookup), and the list is bound once
+// ([list].map(vs, ...)[0]) instead of being looked up in every step of the comprehension.
 const (
 	celValidation = "size(variables.violations) == 0"
 	// Each message once, in order (distinct() needs Kubernetes 1.34; see lib/psc.cel.yaml).
-	celMessageExpression = `(size(variables.violations) <= 32 ? variables.smallIndexes : variables.indexes)` +
-		`.filter(i, i < size(variables.violations) && variables.violations.indexOf(variables.violations[i]) == i)` +
-		`.map(i, variables.violations[i]).join("; ")`
+	celMessageExpression = `size(variables.violations) == 0 ? "" : [variables.violations].map(vs, ` +
+		`(size(vs) <= 32 ? variables.smallIndexes : variables.indexes)` +
+		`.filter(i, i < size(vs) && vs.indexOf(vs[i]) == i)` +
+		`.map(i, vs[i]).join("; "))[0]`
 )
 
 // Options are the cluster facts the spec does not hold.
@@ -285,7 +292,7 @@ func featureParameters(f Feature, spec *v1alpha1.PodSecurityConstraintsSpec, blo
 	params := map[string]interface{}{}
 	for k, v := range block {
 		if !slices.Contains(commonKeys, k) {
-			params[k] = v
+			params[k] = sortedStrings(v)
 		}
 	}
 	if f.ContainerLevel && len(stringList(block["exemptImages"])) > 0 {
@@ -500,6 +507,27 @@ func featureBlocks(spec *v1alpha1.PodSecurityConstraintsSpec) (map[string]interf
 		return nil, fmt.Errorf("decoding spec: %w", err)
 	}
 	return blocks, nil
+}
+
+// sortedStrings returns a list of strings sorted (a copy), anything else as it is. No list of
+// strings in a feature's parameters has a meaning in its order, and the policies print allowed
+// values sorted: in sorted order they skip sorting them per review (see the fast path in the
+// templates' sort idiom, lib/psc.cel.yaml).
+func sortedStrings(v interface{}) interface{} {
+	items, ok := v.([]interface{})
+	if !ok {
+		return v
+	}
+	strs := make([]string, 0, len(items))
+	for _, item := range items {
+		s, ok := item.(string)
+		if !ok {
+			return v
+		}
+		strs = append(strs, s)
+	}
+	slices.Sort(strs)
+	return toInterfaces(strs)
 }
 
 func stringList(v interface{}) []string {

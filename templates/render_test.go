@@ -380,11 +380,14 @@ func TestTemplatesHaveBothEngines(t *testing.T) {
 	if len(validations) != len(templates.Features()) {
 		t.Fatalf("want one validation per feature (%d), got %d", len(templates.Features()), len(validations))
 	}
+	exprs := map[string]string{}
+	for _, v := range vars {
+		exprs[v.(map[string]interface{})["name"].(string)] = v.(map[string]interface{})["expression"].(string)
+	}
 	for i, f := range templates.Features() {
-		for _, v := range []string{"enabled", "parameters", "checkedContainers", "violations"} {
-			if !names[f.Name+"_"+v] {
-				t.Errorf("variable %s_%s is missing", f.Name, v)
-			}
+		// Each feature's messages, none unless the constraint names the feature.
+		if gate := "!variables.parameters.?features.?" + f.Name + ".hasValue() ? [] : "; !strings.HasPrefix(exprs[f.Name+"_violations"], gate) {
+			t.Errorf("variable %s_violations must start with %q", f.Name, gate)
 		}
 		val := validations[i].(map[string]interface{})
 		msg, _ := val["messageExpression"].(string)
