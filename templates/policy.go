@@ -107,6 +107,15 @@ var (
 	packageLine = regexp.MustCompile(`(?m)^package [A-Za-z0-9_.]+$`)
 )
 
+// gateName is the template's CEL match condition: some feature has a violation. The API
+// server's validator, which Gatekeeper's CEL driver uses, evaluates the validations and then
+// every messageExpression, each in a fresh activation whose variables are computed anew; a
+// false match condition ends the evaluation after one. So a compliant pod is judged once
+// instead of twice, and a violating one a third time. A ValidatingAdmissionPolicy's match
+// conditions cannot read variables, so Render drops it when the template generates one
+// (spec.validatingAdmissionPolicy).
+const gateName = "psc-has-violations"
+
 // PolicyTemplate is the one ConstraintTemplate of every feature, labelled. generateVAP is
 // false; Render sets it with spec.validatingAdmissionPolicy.
 func PolicyTemplate() (*unstructured.Unstructured, error) {
@@ -135,6 +144,7 @@ func PolicyTemplate() (*unstructured.Unstructured, error) {
 	}
 
 	var validations, regoLibs []interface{}
+	var anyViolation []string
 	regoLibs = append(regoLibs, string(regoLib))
 	featureSchemas := map[string]interface{}{}
 	for _, f := range Features() {
@@ -195,6 +205,7 @@ func PolicyTemplate() (*unstructured.Unstructured, error) {
 			vars = append(vars, map[string]interface{}{"name": prefix + v.Name, "expression": expr})
 		}
 		violations := "variables." + prefix + "violations"
+		anyViolation = append(anyViolation, "size("+violations+") > 0")
 		validations = append(validations, map[string]interface{}{
 			"expression":        strings.ReplaceAll(celValidation, "variables.violations", violations),
 			"messageExpression": strings.ReplaceAll(celMessageExpression, "variables.violations", violations),
@@ -240,8 +251,12 @@ func PolicyTemplate() (*unstructured.Unstructured, error) {
 				"target": "admission.k8s.gatekeeper.sh",
 				"code": []interface{}{
 					map[string]interface{}{"engine": EngineCEL, "source": map[string]interface{}{
-						"variables":     vars,
-						"validations":   validations,
+						"variables":   vars,
+						"validations": validations,
+						// A pod with no violation ends the evaluation here: see gateName.
+						"matchCondition": []interface{}{map[string]interface{}{
+							"name": gateName, "expression": strings.Join(anyViolation, " || "),
+						}},
 						"failurePolicy": celFailurePolicy,
 						"generateVAP":   generateVAP,
 					}},

@@ -326,7 +326,8 @@ type celLibrary struct {
 	Variables []map[string]interface{} `json:"variables"`
 }
 
-// setGenerateVAP sets generateVAP in the K8sNativeValidation source of every target.
+// setGenerateVAP sets generateVAP in the K8sNativeValidation source of every target; with it,
+// the source loses its match condition (see gateName).
 func setGenerateVAP(u *unstructured.Unstructured, generate bool) error {
 	return eachTarget(u, func(i int, target map[string]interface{}) error {
 		code, _, _ := unstructured.NestedSlice(target, "code")
@@ -337,6 +338,10 @@ func setGenerateVAP(u *unstructured.Unstructured, generate bool) error {
 			}
 			if err := unstructured.SetNestedField(entry, generate, "source", "generateVAP"); err != nil {
 				return fmt.Errorf("spec.targets[%d].code[%d]: %w", i, j, err)
+			}
+			if generate {
+				// A ValidatingAdmissionPolicy's match conditions cannot read variables.
+				unstructured.RemoveNestedField(entry, "source", "matchCondition")
 			}
 			code[j] = entry
 		}

@@ -63,12 +63,13 @@ func TestCELCompileCheckFails(t *testing.T) {
 }
 
 // generatedPolicy is the ValidatingAdmissionPolicy Gatekeeper v3.23 generates from the
-// policy template, with namespace exclusions as --sync-vap-enforcement-scope adds them.
+// policy template as Render gives it with spec.validatingAdmissionPolicy.enabled, with namespace
+// exclusions as --sync-vap-enforcement-scope adds them.
 func generatedPolicy(t *testing.T) *admissionregistrationv1beta1.ValidatingAdmissionPolicy {
 	t.Helper()
-	u, err := templates.PolicyTemplate()
-	if err != nil {
-		t.Fatal(err)
+	u, ok := renderSpec(t, `{validatingAdmissionPolicy: {enabled: true}, hostNamespaces: {enabled: true}}`).Find(templates.RoleTemplate, "hostNamespaces")
+	if !ok {
+		t.Fatal("no policy template rendered")
 	}
 	ct := versionless(t, u)
 	policy, err := transform.TemplateToPolicyDefinitionWithWebhookConfig(ct, nil, []string{"kube-*"}, []string{"gatekeeper-system"})

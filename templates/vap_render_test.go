@@ -44,6 +44,11 @@ func TestRenderValidatingAdmissionPolicy(t *testing.T) {
 				if got := generateVAP(t, tmpl); got != mode.vap {
 					t.Errorf("%s: generateVAP = %v, want %v", mode.name, got, mode.vap)
 				}
+				// The gate (a match condition reading variables) only without a policy in the
+				// API server, whose match conditions cannot read variables.
+				if got := len(celMatchConditions(tmpl)); got != map[bool]int{true: 0, false: 1}[mode.vap] {
+					t.Errorf("%s: %d match conditions", mode.name, got)
+				}
 				if got := templates.ConstraintAction(con); got != tc.action {
 					t.Errorf("%s: action %q, want %q", mode.name, got, tc.action)
 				}
@@ -128,6 +133,18 @@ func TestVAPConstraintsOnTheWebhook(t *testing.T) {
 			}
 		}
 	}
+}
+
+func celMatchConditions(tmpl *unstructured.Unstructured) []interface{} {
+	targets, _, _ := unstructured.NestedSlice(tmpl.Object, "spec", "targets")
+	code, _, _ := unstructured.NestedSlice(targets[0].(map[string]interface{}), "code")
+	for _, c := range code {
+		if entry := c.(map[string]interface{}); entry["engine"] == templates.EngineCEL {
+			mcs, _, _ := unstructured.NestedSlice(entry, "source", "matchCondition")
+			return mcs
+		}
+	}
+	return nil
 }
 
 func generateVAP(t *testing.T, tmpl *unstructured.Unstructured) bool {
