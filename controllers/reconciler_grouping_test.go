@@ -188,3 +188,48 @@ func findEventNote(c client.Client, reason, substring string) error {
 	}
 	return fmt.Errorf("no %s event naming %s", reason, substring)
 }
+
+// testUnbindBeforeTemplate: when the constraints must lose the API server's enforcement point
+// (spec.validatingAdmissionPolicy switched off), the operator applies them before the policy
+// template stops generating the policy, so that Gatekeeper never finds a constraint asking
+// for a binding to a policy the template no longer generates.
+func testUnbindBeforeTemplate(t *testing.T, te *testEnv, _ *fakeGatekeeper) {
+	defer deleteCR(t, te.client)
+	ctx := context.Background()
+	spec := specWith("privilegedContainers", "hostNamespaces")
+	spec.HostNamespaces.EnforcementAction = v1alpha1.EnforcementWarn
+	spec.ValidatingAdmissionPolicy = &v1alpha1.ValidatingAdmissionPolicy{Enabled: true}
+	applyCR(t, te.client, spec)
+	// The fake Gatekeeper generates no policy: the features stay Pending, but the objects are
+	// in place.
+	waitPolicy(t, te.client, map[string][]string{"psc-deny": {"privilegedContainers"}, "psc-warn": {"hostNamespaces"}})
+	con := &unstructured.Unstructured{}
+	con.SetGroupVersionKind(templates.ConstraintGroupVersion.WithKind(templates.PolicyKind))
+	eventually(t, waitTimeout, func() error {
+		if err := te.client.Get(ctx, client.ObjectKey{Name: "psc-deny"}, con); err != nil {
+			return err
+		}
+		if !templates.BindsVAP(con) {
+			return fmt.Errorf("psc-deny does not name %s yet", templates.EnforcementPointVAP)
+		}
+		return nil
+	})
+	time.Sleep(time.Second) // let in-flight reconciles finish
+	te.applyLog.take()
+
+	spec.ValidatingAdmissionPolicy = nil
+	applyCR(t, te.client, spec)
+	waitReady(t, te.client, metav1.ConditionTrue, ReasonEnforced)
+	log := te.applyLog.take()
+	deny := slices.Index(log, templates.PolicyKind+"/psc-deny")
+	tmpl := slices.Index(log, "ConstraintTemplate/"+templates.PolicyTemplateName)
+	if deny < 0 || tmpl < 0 || deny > tmpl {
+		t.Errorf("applies %v: want psc-deny (losing %s) applied before the policy template", log, templates.EnforcementPointVAP)
+	}
+	if err := te.client.Get(ctx, client.ObjectKey{Name: "psc-deny"}, con); err != nil {
+		t.Fatal(err)
+	}
+	if templates.BindsVAP(con) {
+		t.Errorf("psc-deny still names %s", templates.EnforcementPointVAP)
+	}
+}

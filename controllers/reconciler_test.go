@@ -24,6 +24,7 @@ func TestReconciler(t *testing.T) {
 		{"FeaturesMoveBetweenConstraints", testFeaturesMoveBetweenConstraints},
 		{"ConstraintGenerationIsChecked", testConstraintGenerationIsChecked},
 		{"OldLayoutIsPruned", testOldLayoutIsPruned},
+		{"UnbindBeforeTemplate", testUnbindBeforeTemplate},
 		{"SteadyStateWritesNothing", testSteadyStateWritesNothing},
 		{"ConflictsAreSurvived", testConflictsAreSurvived},
 		{"UnownedObjectsAreNeverTouched", testUnownedObjectsAreNeverTouched},
