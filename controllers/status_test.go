@@ -2,6 +2,8 @@ package controllers
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -10,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/yaml"
 
 	"github.com/podsecurity/psc-operator/api/v1alpha1"
 	"github.com/podsecurity/psc-operator/templates"
@@ -531,5 +534,39 @@ func TestDeriveStatusProfile(t *testing.T) {
 	facts.Profile, facts.ProfileVersion = "", ""
 	if st = deriveStatus(facts, st, now); st.Profile != "" || st.ProfileVersion != "" {
 		t.Errorf("profile %q %q shown without one in force", st.Profile, st.ProfileVersion)
+	}
+}
+
+// TestRenderedObjectsUpToDateAfterRoundTrip: every object rendered from the full sample is up to
+// date with itself as the API server returns it (JSON numbers, lists and maps), so a steady
+// state applies nothing; the constraints' parameters are compared whole (sameValue).
+func TestRenderedObjectsUpToDateAfterRoundTrip(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "config", "samples", "policy_v1alpha1_podsecurityconstraints_full.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	psc := &v1alpha1.PodSecurityConstraints{}
+	if err := yaml.UnmarshalStrict(data, psc); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := templates.Render(&psc.Spec, templates.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(inv.Items(templates.RoleConstraint)) == 0 {
+		t.Fatal("the full sample renders no constraint")
+	}
+	for _, obj := range inv.Objects() {
+		raw, err := obj.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		live := &unstructured.Unstructured{}
+		if err := live.UnmarshalJSON(raw); err != nil {
+			t.Fatal(err)
+		}
+		if !upToDate(obj, live) {
+			t.Errorf("%s %s is not up to date with itself after a JSON round trip", obj.GetKind(), obj.GetName())
+		}
 	}
 }
