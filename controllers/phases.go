@@ -679,9 +679,10 @@ func toInterfaceMap(m map[string]string) map[string]interface{} {
 }
 
 // pruneStale deletes every object labelled as ours that is not in the desired inventory, in
-// reverse apply order: the objects of no single feature (expansion templates), then
-// constraints, then templates (also those of an older operator version). Objects without our label are never touched, nor is the
-// admission probe's policy (reconcileAdmissionProbe and the finalizer remove it).
+// reverse apply order: the objects of no single feature (expansion templates) and mutators,
+// then constraints, then templates (also the per-feature templates of older operator versions).
+// Objects without our label are never touched, nor is the admission probe's policy
+// (reconcileAdmissionProbe and the finalizer remove it).
 func (r *Reconciler) pruneStale(ctx context.Context, desired templates.Inventory) ([]string, error) {
 	want := map[string]bool{}
 	for _, obj := range desired.Objects() {
@@ -725,36 +726,18 @@ func (r *Reconciler) pruneStale(ctx context.Context, desired templates.Inventory
 	// Constraints are listed of the policy template's kind only: the operator may not read
 	// other kinds (RBAC). The templates of an older layout (one per feature, psc<feature>) are
 	// pruned below, and Gatekeeper deletes their constraint CRDs, and the constraints with them.
-	sortedKinds := []string{templates.PolicyKind}
-
-	// The lists go out several at a time: a kind whose watch has not listed its objects yet
-	// is read from the API server.
-	lists := make([]*unstructured.UnstructuredList, len(sortedKinds))
-	listErrs := make([]error, len(sortedKinds))
-	forEachConcurrently(ctx, len(sortedKinds), applyParallelism, func(i int) {
-		lists[i] = &unstructured.UnstructuredList{}
-		lists[i].SetGroupVersionKind(templates.ConstraintGroupVersion.WithKind(sortedKinds[i] + "List"))
-		listErrs[i] = r.APIReader.List(ctx, lists[i], ours)
-	})
+	// A constraint's watch that has not listed its objects yet is read from the API server.
+	conList := &unstructured.UnstructuredList{}
+	conList.SetGroupVersionKind(templates.ConstraintGroupVersion.WithKind(templates.PolicyKind + "List"))
+	if err := r.APIReader.List(ctx, conList, ours); err != nil && !meta.IsNoMatchError(err) && !apierrors.IsNotFound(err) {
+		// Keep the templates while their constraints cannot be listed.
+		return pruned, errors.Join(append(errs, fmt.Errorf("listing %s constraints: %w", templates.PolicyKind, err))...)
+	}
 	constraintErrs := 0
-	for k, kind := range sortedKinds {
-		list := lists[k]
-		if err := listErrs[k]; err != nil || list == nil {
-			if err == nil {
-				err = ctx.Err() // skipped: the context ended
-			}
-			if meta.IsNoMatchError(err) || apierrors.IsNotFound(err) {
-				continue // no CRD for this kind: no constraints of it
-			}
-			errs = append(errs, fmt.Errorf("listing %s constraints: %w", kind, err))
-			constraintErrs++
-			continue
-		}
-		for i := range list.Items {
-			before := len(errs)
-			pruned, errs = r.deleteUnwanted(ctx, &list.Items[i], want, pruned, errs)
-			constraintErrs += len(errs) - before
-		}
+	for i := range conList.Items {
+		before := len(errs)
+		pruned, errs = r.deleteUnwanted(ctx, &conList.Items[i], want, pruned, errs)
+		constraintErrs += len(errs) - before
 	}
 	if constraintErrs > 0 {
 		// Keep the templates while their constraints could not be pruned.
