@@ -374,7 +374,9 @@ func (r *Reconciler) applyShared(ctx context.Context, owner *v1alpha1.PodSecurit
 	crds map[string]bool, ch *changes) []objectFacts {
 	var items []templates.Item
 	for _, it := range inv {
-		if it.Feature == "" {
+		// The policy template and its constraints serve features (applyPolicy), mutators
+		// belong to one (applyMutators).
+		if it.Feature == "" && len(it.Features) == 0 && it.Role != templates.RoleTemplate && it.Role != templates.RoleConstraint {
 			items = append(items, it)
 		}
 	}
