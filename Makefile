@@ -123,7 +123,7 @@ fuzz-engines: ## Differential test of the CEL and Rego code on FUZZ_ENGINES_CASE
 	PSC_ENGINE_CASES=$(FUZZ_ENGINES_CASES) go test -count=1 -timeout 0 -run '^TestEnginesAgree$$' -v ./templates/
 
 # The scenarios run again with Gatekeeper evaluating Rego only (--enable-k8s-native-validation=false).
-E2E_REGO_RUN ?= ^(TestEngine|TestFeatures|TestExclusions|TestEphemeralContainers|TestUpdatesOfExistingPods)$$
+E2E_REGO_RUN ?= ^(TestEngine|TestFeatures|TestExclusions|TestExemptImagesInSharedConstraint|TestEphemeralContainers|TestUpdatesOfExistingPods)$$
 E2E_ENV = KUBECONFIG=$(KUBECONFIG) PSC_HELM=$(HELM) PSC_KUBECTL=$(KUBECTL) PSC_MANAGER=$(BIN)/manager PSC_GATOR=$(GK_BIN)/gator
 
 .PHONY: test-e2e
