@@ -43,8 +43,10 @@ func CacheOptions() cache.Options {
 }
 
 // trimForCache drops what the operator never reads: managedFields everywhere; on Gatekeeper
-// objects also annotations (upToDate compares labels, owners and spec) and the audit
-// violations beyond the sample the CR's status shows.
+// objects also annotations (upToDate compares labels, owners and spec). A constraint's audit
+// violations are kept whole: its features share them, and each feature's count and samples
+// are picked out by message (featureViolations); Gatekeeper lists at most
+// --constraint-violations-limit of them (20 by default).
 func trimForCache(in any) (any, error) {
 	if obj, err := meta.Accessor(in); err == nil && obj.GetManagedFields() != nil {
 		obj.SetManagedFields(nil)
@@ -58,9 +60,6 @@ func trimForCache(in any) (any, error) {
 		return in, nil
 	}
 	u.SetAnnotations(nil)
-	if v, found, _ := unstructured.NestedSlice(u.Object, "status", "violations"); found && len(v) > v1alpha1.MaxSampleViolations {
-		_ = unstructured.SetNestedSlice(u.Object, v[:v1alpha1.MaxSampleViolations], "status", "violations")
-	}
 	return u, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/podsecurity/psc-operator/api/v1alpha1"
+	"github.com/podsecurity/psc-operator/templates"
 )
 
 // recordEvents emits events only for changes and failures: objects applied (one event per
@@ -68,7 +69,30 @@ func (a *appliedEvents) collect(uid types.UID, generation int64, applied []strin
 	}
 	out := a.features
 	a.features = nil
+	orderApplied(out)
 	return out
+}
+
+// orderApplied puts the labels of an Applied event in a reading order that does not depend on
+// which reconcile applied what: the policy template, the features in API order, the features
+// switched off, then the other objects (by role) as they came.
+func orderApplied(labels []string) {
+	rank := func(label string) int {
+		if label == policyTemplateLabel {
+			return 0
+		}
+		name, off := strings.CutSuffix(label, offSuffix)
+		for i, f := range templates.Features() {
+			if f.Name == name {
+				if off {
+					return 1 + len(templates.Features()) + i
+				}
+				return 1 + i
+			}
+		}
+		return 1 + 2*len(templates.Features())
+	}
+	slices.SortStableFunc(labels, func(a, b string) int { return rank(a) - rank(b) })
 }
 
 // rolloutDone reports whether a reconcile has nothing left to apply for its generation: each

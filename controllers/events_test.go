@@ -37,6 +37,11 @@ func TestAppliedEventsAreOnePerRollout(t *testing.T) {
 			{"a", 1, []string{"x"}, false, nil},
 			{"b", 1, []string{"y"}, true, []string{"y"}},
 		}},
+		{"in reading order, whichever reconcile applied what", []step{
+			{"a", 1, []string{"policy template", "expansion"}, false, nil},
+			{"a", 1, []string{"sysctls", "hostNamespaces (off)", "privilegedContainers"}, true,
+				[]string{"policy template", "privilegedContainers", "sysctls", "hostNamespaces (off)", "expansion"}},
+		}},
 		{"nothing applied, nothing reported", []step{
 			{"a", 1, nil, true, nil},
 		}},

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -28,7 +29,17 @@ type fakeGatekeeper struct {
 
 	mu             sync.Mutex
 	templateErrors map[string]string // template name -> error message
-	violations     map[string]int64  // constraint kind -> audit violations
+	// constraintErrors are reported by the pod for a constraint (constraint name -> message).
+	constraintErrors map[string]string
+	// violations are the audit violations per feature (feature name -> count): each constraint
+	// reports those of the features in its parameters.features, with messages
+	// "psc/<feature>: ...", and lists at most violationsLimit of them, as Gatekeeper's
+	// --constraint-violations-limit (20 by default).
+	violations      map[string]int64
+	violationsLimit int
+	// frozen: the pod stops reporting on constraints (a busy or stuck Gatekeeper), so a
+	// constraint's byPod keeps the generation it last reported.
+	frozen bool
 	// noExpansion plays Gatekeeper run with --enable-generator-resource-expansion=false: its
 	// pods never load (and never report) ExpansionTemplates.
 	noExpansion bool
@@ -44,7 +55,7 @@ const fakeAuditTimestamp = "2026-11-22T10:00:00Z"
 
 func startFakeGatekeeper(t *testing.T, c client.Client) *fakeGatekeeper {
 	t.Helper()
-	fg := &fakeGatekeeper{c: c, templateErrors: map[string]string{}, violations: map[string]int64{}}
+	fg := &fakeGatekeeper{c: c, templateErrors: map[string]string{}, constraintErrors: map[string]string{}, violations: map[string]int64{}, violationsLimit: 20}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -76,10 +87,27 @@ func (fg *fakeGatekeeper) setTemplateError(name, msg string) {
 	}
 }
 
-func (fg *fakeGatekeeper) setViolations(kind string, n int64) {
+// setViolations sets a feature's audit violations, in whichever constraint enforces it.
+func (fg *fakeGatekeeper) setViolations(feature string, n int64) {
 	fg.mu.Lock()
 	defer fg.mu.Unlock()
-	fg.violations[kind] = n
+	fg.violations[feature] = n
+}
+
+func (fg *fakeGatekeeper) setConstraintError(name, msg string) {
+	fg.mu.Lock()
+	defer fg.mu.Unlock()
+	if msg == "" {
+		delete(fg.constraintErrors, name)
+	} else {
+		fg.constraintErrors[name] = msg
+	}
+}
+
+func (fg *fakeGatekeeper) setFrozen(frozen bool) {
+	fg.mu.Lock()
+	defer fg.mu.Unlock()
+	fg.frozen = frozen
 }
 
 func (fg *fakeGatekeeper) step(ctx context.Context) error {
@@ -208,24 +236,41 @@ func (fg *fakeGatekeeper) reportConstraints(ctx context.Context, kind string) er
 		return err
 	}
 	fg.mu.Lock()
-	n := fg.violations[kind]
-	fg.mu.Unlock()
+	defer fg.mu.Unlock()
+	if fg.frozen {
+		return nil
+	}
 	for i := range list.Items {
 		con := &list.Items[i]
-		status := map[string]interface{}{
-			"byPod": []interface{}{map[string]interface{}{
-				"id": "gatekeeper-fake", "enforced": true, "observedGeneration": con.GetGeneration(),
-				"operations": []interface{}{"webhook", "audit"},
-			}},
-			"auditTimestamp":  fakeAuditTimestamp,
-			"totalViolations": n,
+		pod := map[string]interface{}{
+			"id": "gatekeeper-fake", "enforced": true, "observedGeneration": con.GetGeneration(),
+			"operations": []interface{}{"webhook", "audit"},
 		}
+		if msg := fg.constraintErrors[con.GetName()]; msg != "" {
+			pod["enforced"] = false
+			pod["errors"] = []interface{}{map[string]interface{}{"code": "create_error", "message": msg}}
+		}
+		features, _, _ := unstructured.NestedMap(con.Object, "spec", "parameters", "features")
+		var total int64
 		var samples []interface{}
-		for j := int64(0); j < n && j < 20; j++ {
-			samples = append(samples, map[string]interface{}{
-				"enforcementAction": "deny", "group": "", "version": "v1", "kind": "Pod",
-				"namespace": "default", "name": "pod-" + string(rune('a'+j)), "message": "psc/fake: violation",
-			})
+		for _, f := range templates.Features() {
+			if _, ok := features[f.Name]; !ok {
+				continue
+			}
+			n := fg.violations[f.Name]
+			total += n
+			for j := int64(0); j < n && len(samples) < fg.violationsLimit; j++ {
+				samples = append(samples, map[string]interface{}{
+					"enforcementAction": "scoped", "enforcementActions": []interface{}{"deny"},
+					"group": "", "version": "v1", "kind": "Pod", "namespace": "default",
+					"name": fmt.Sprintf("pod-%s-%d", strings.ToLower(f.Name), j), "message": "psc/" + f.Name + ": violation",
+				})
+			}
+		}
+		status := map[string]interface{}{
+			"byPod":           []interface{}{pod},
+			"auditTimestamp":  fakeAuditTimestamp,
+			"totalViolations": total,
 		}
 		if samples != nil {
 			status["violations"] = samples

@@ -31,7 +31,8 @@ type constraintObservation struct {
 	Exists     bool
 	Generation int64
 	ByPod      []constraintPodStatus
-	// Audit results.
+	// Audit results: the constraint's total, and the violations Gatekeeper lists (at most
+	// --constraint-violations-limit, 20 by default), of all its features.
 	TotalViolations int64
 	AuditTimestamp  *metav1.Time
 	Violations      []v1alpha1.Violation
@@ -70,7 +71,8 @@ func observeTemplate(u *unstructured.Unstructured) templateObservation {
 	return obs
 }
 
-// observeConstraint reads the enforcement and audit status of a constraint.
+// observeConstraint reads the enforcement and audit status of a constraint: every violation
+// Gatekeeper lists, which the constraint's features share (featureViolations).
 func observeConstraint(u *unstructured.Unstructured) constraintObservation {
 	if u == nil {
 		return constraintObservation{}
@@ -89,9 +91,6 @@ func observeConstraint(u *unstructured.Unstructured) constraintObservation {
 		m, ok := v.(map[string]interface{})
 		if !ok {
 			continue
-		}
-		if len(obs.Violations) == v1alpha1.MaxSampleViolations {
-			break
 		}
 		obs.Violations = append(obs.Violations, v1alpha1.Violation{
 			Kind:              str(m, "kind"),

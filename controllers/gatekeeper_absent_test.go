@@ -33,7 +33,7 @@ func TestGatekeeperInstalledLater(t *testing.T) {
 	}
 	startFakeGatekeeper(t, te.client)
 	waitReady(t, te.client, metav1.ConditionTrue, ReasonEnforced)
-	waitObjects(t, te.client, expectedObjects("privilegedContainers", "hostNamespaces"))
+	waitPolicy(t, te.client, denyOnly("privilegedContainers", "hostNamespaces"))
 	if d := time.Since(start); d > time.Minute {
 		t.Errorf("converged after %s, want within a minute", d)
 	}

@@ -165,9 +165,9 @@ func ourObjects(t *testing.T, c client.Client) []string {
 			out = append(out, o.GetKind()+"/"+o.GetName())
 		}
 	}
-	for _, f := range templates.Features() {
+	for _, kind := range []string{templates.PolicyKind} {
 		cl := &unstructured.UnstructuredList{}
-		cl.SetGroupVersionKind(templates.ConstraintGroupVersion.WithKind(f.ConstraintKind() + "List"))
+		cl.SetGroupVersionKind(templates.ConstraintGroupVersion.WithKind(kind + "List"))
 		if err := c.List(ctx, cl, ours); err != nil {
 			if meta.IsNoMatchError(err) || apierrors.IsNotFound(err) {
 				continue
@@ -184,15 +184,71 @@ func ourObjects(t *testing.T, c client.Client) []string {
 	return out
 }
 
-// expectedObjects is what ourObjects returns when exactly these features are enabled.
-func expectedObjects(features ...string) []string {
-	var out []string
-	for _, name := range features {
-		f, _ := templates.FeatureByName(name)
-		out = append(out, "ConstraintTemplate/"+f.TemplateName(), f.ConstraintKind()+"/"+f.ConstraintName())
+// policyObjects is what ourObjects returns when the policy template serves these constraints.
+func policyObjects(constraints ...string) []string {
+	out := []string{"ConstraintTemplate/" + templates.PolicyTemplateName}
+	for _, name := range constraints {
+		out = append(out, templates.PolicyKind+"/"+name)
 	}
 	sort.Strings(out)
 	return out
+}
+
+// denyOnly is the policy of features all in deny without namespaces of their own (specWith):
+// one constraint, psc-deny, enforcing them all.
+func denyOnly(features ...string) map[string][]string {
+	return map[string][]string{templates.ConstraintName("deny"): features}
+}
+
+// constraintFeatures lists the features a live constraint enforces (its parameters.features),
+// in API order.
+func constraintFeatures(ctx context.Context, c client.Client, name string) ([]string, error) {
+	con := &unstructured.Unstructured{}
+	con.SetGroupVersionKind(templates.ConstraintGroupVersion.WithKind(templates.PolicyKind))
+	if err := c.Get(ctx, client.ObjectKey{Name: name}, con); err != nil {
+		return nil, err
+	}
+	entries, _, _ := unstructured.NestedMap(con.Object, "spec", "parameters", "features")
+	var out []string
+	for _, f := range templates.Features() {
+		if _, ok := entries[f.Name]; ok {
+			out = append(out, f.Name)
+		}
+	}
+	if len(out) != len(entries) {
+		return nil, fmt.Errorf("constraint %s names unknown features: %v", name, entries)
+	}
+	return out, nil
+}
+
+// waitPolicy waits until our objects are the policy template with exactly the given
+// constraints (none: no template either), each enforcing exactly the given features (in API
+// order).
+func waitPolicy(t *testing.T, c client.Client, want map[string][]string) {
+	t.Helper()
+	var names []string
+	for name := range want {
+		names = append(names, name)
+	}
+	var objects []string
+	if len(names) > 0 {
+		objects = policyObjects(names...)
+	}
+	eventually(t, waitTimeout, func() error {
+		if got := ourObjects(t, c); !slices.Equal(got, objects) {
+			return fmt.Errorf("generated objects %v, want %v", got, objects)
+		}
+		for name, features := range want {
+			got, err := constraintFeatures(context.Background(), c, name)
+			if err != nil {
+				return err
+			}
+			if !slices.Equal(got, features) {
+				return fmt.Errorf("constraint %s enforces %v, want %v", name, got, features)
+			}
+		}
+		return nil
+	})
 }
 
 func waitObjects(t *testing.T, c client.Client, want []string) {

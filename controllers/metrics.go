@@ -23,7 +23,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"feature", "state"}),
 		featureViolations: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "psc_feature_audit_violations",
-			Help: "Audit violations Gatekeeper reports for each pod security feature.",
+			Help: "Audit violations Gatekeeper reports for each pod security feature (status.features[].totalViolations: a lower bound for a feature sharing its constraint beyond Gatekeeper's --constraint-violations-limit).",
 		}, []string{"feature"}),
 		statusUpdates: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "psc_status_updates_total",

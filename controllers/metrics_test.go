@@ -22,7 +22,7 @@ func TestMetrics(t *testing.T) {
 		{Name: "sysctls", State: v1alpha1.FeatureDisabled},
 	}})
 	want := `
-# HELP psc_feature_audit_violations Audit violations Gatekeeper reports for each pod security feature.
+# HELP psc_feature_audit_violations Audit violations Gatekeeper reports for each pod security feature (status.features[].totalViolations: a lower bound for a feature sharing its constraint beyond Gatekeeper's --constraint-violations-limit).
 # TYPE psc_feature_audit_violations gauge
 psc_feature_audit_violations{feature="capabilities"} 4
 psc_feature_audit_violations{feature="sysctls"} 0

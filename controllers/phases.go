@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 
@@ -32,12 +31,12 @@ const (
 
 // changes lists what a reconcile changed in the cluster, for events and logs.
 type changes struct {
-	Applied []string // feature names whose template or constraint was created or updated, and roles of other objects applied
+	Applied []string // the policy template, feature names whose constraint entry or mutators changed, and roles of other objects applied
 	Pruned  []string // Kind/name of deleted objects
 }
 
-// reconcile is the pipeline: validate, render, check Gatekeeper, apply templates, wait for
-// them, apply constraints, prune, and read Gatekeeper's status. Each step records what it
+// reconcile is the pipeline: validate, render, check Gatekeeper, apply the policy template,
+// wait for its constraint CRD, apply the constraints, prune, and read Gatekeeper's status. Each step records what it
 // found in the facts; the status is derived from them afterwards.
 func (r *Reconciler) reconcile(ctx context.Context, obj *v1alpha1.PodSecurityConstraints) (reconcileFacts, changes, ctrl.Result) {
 	var ch changes
@@ -70,6 +69,12 @@ func (r *Reconciler) reconcile(ctx context.Context, obj *v1alpha1.PodSecurityCon
 		f := &facts.Features[i]
 		if con, ok := rendered.Find(templates.RoleConstraint, f.Feature.Name); ok {
 			f.Enabled = true
+			f.ConstraintName = con.GetName()
+			for _, it := range rendered.Items(templates.RoleConstraint) {
+				if it.Object == con {
+					f.ConstraintFeatures = it.Features
+				}
+			}
 			action := templates.ConstraintAction(con)
 			f.EnforcementAction = v1alpha1.EnforcementAction(action)
 			f.VAP = vapFacts{Wanted: facts.VAPEnabled, Binds: facts.VAPEnabled && templates.VAPBinds(action)}
@@ -93,7 +98,7 @@ func (r *Reconciler) reconcile(ctx context.Context, obj *v1alpha1.PodSecurityCon
 	newWatch := r.watches.sync(ctx, watchedKinds(crds), func(gvk schema.GroupVersionKind) bool { return r.servedKind(ctx, gvk) })
 	stepDone(ctx, "watches")
 
-	applied, waiting := r.applyFeatures(ctx, obj, rendered, crds, facts.Features)
+	applied, waiting := r.applyPolicy(ctx, obj, rendered, crds, facts.Features)
 	ch.Applied = append(ch.Applied, applied...)
 	pending := newWatch || waiting
 	stepDone(ctx, "features")
@@ -124,75 +129,194 @@ func (r *Reconciler) reconcile(ctx context.Context, obj *v1alpha1.PodSecurityCon
 	return facts, ch, steady
 }
 
-// applyParallelism bounds the features applied at once. Each ConstraintTemplate apply waits
-// for Gatekeeper's webhook to compile the template's code; one after the other, the full sample's
-// templates took most of the time from apply to enforced. A few at a time keep the API server
-// and Gatekeeper busy without flooding them.
+// applyParallelism bounds the objects applied at once. The constraints of the policy template
+// (one per enforcement action, and one per feature with namespaces of its own) go out together
+// once Gatekeeper has created their CRD; a few at a time keep the API server and Gatekeeper busy
+// without flooding them.
 const applyParallelism = 4
 
-// applyFeatures applies each enabled feature's template and then, once Gatekeeper has created
-// its constraint CRD, its constraint, several features at a time. It records
-// what it found in features and returns the names of the features it changed, in API order, and
-// whether any feature waits for Gatekeeper.
-func (r *Reconciler) applyFeatures(ctx context.Context, owner *v1alpha1.PodSecurityConstraints, rendered templates.Inventory,
-	crds map[string]bool, features []featureFacts) ([]string, bool) {
-	changed := make([]bool, len(features))
-	waiting := make([]bool, len(features))
-	forEachConcurrently(ctx, len(features), applyParallelism, func(i int) {
-		changed[i], waiting[i] = r.applyFeature(ctx, owner, rendered, crds, &features[i])
-	})
-	var applied []string
-	for i, f := range features {
-		if changed[i] {
-			applied = append(applied, f.Feature.Name)
-		}
-	}
-	return applied, slices.Contains(waiting, true)
+// policyTemplateLabel names the policy template in the Applied event, and offSuffix marks a
+// feature a constraint no longer enforces because it was switched off.
+const (
+	policyTemplateLabel = "policy template"
+	offSuffix           = " (off)"
+)
+
+// constraintApply is what applying one constraint did.
+type constraintApply struct {
+	// prev is the constraint before the operator applied it (nil: it did not exist), set when
+	// an apply changed it.
+	prev    *unstructured.Unstructured
+	changed bool
 }
 
-// applyFeature applies one feature's template and constraint; see applyFeatures.
-func (r *Reconciler) applyFeature(ctx context.Context, owner *v1alpha1.PodSecurityConstraints, rendered templates.Inventory,
-	crds map[string]bool, f *featureFacts) (changed, waiting bool) {
-	tmpl, ok := rendered.Find(templates.RoleTemplate, f.Feature.Name)
-	if !ok {
-		return false, false
+// applyPolicy applies the policy template (one for every enabled feature) and then, once
+// Gatekeeper has created the constraint CRD of its kind, each of its constraints, several at a
+// time. It records what it found in each enabled feature's facts: the template's observation
+// is shared, the constraint's is that of the constraint enforcing the feature. It returns what
+// changed, for the Applied event (the policy template, then the features whose constraint
+// entry changed, in API order), and whether any feature waits for Gatekeeper.
+func (r *Reconciler) applyPolicy(ctx context.Context, owner *v1alpha1.PodSecurityConstraints, rendered templates.Inventory,
+	crds map[string]bool, features []featureFacts) ([]string, bool) {
+	tmpls := rendered.Items(templates.RoleTemplate)
+	if len(tmpls) == 0 {
+		return nil, false
 	}
-	con, _ := rendered.Find(templates.RoleConstraint, f.Feature.Name)
-	unbound, err := r.unbindBeforeTemplate(ctx, owner, con, crds)
-	if err != nil {
-		logf.FromContext(ctx).Error(err, "Failed to remove the API server's binding before the template's policy; applying in the usual order", "feature", f.Feature.Name)
+	tmpl := tmpls[0].Object
+	cons := rendered.Items(templates.RoleConstraint)
+	enabled := func(fn func(f *featureFacts)) {
+		for i := range features {
+			if features[i].Enabled {
+				fn(&features[i])
+			}
+		}
 	}
-	live, applied, err := r.applyObject(ctx, owner, tmpl)
-	applied = applied || unbound
+	results := make([]constraintApply, len(cons))
+
+	// A constraint that must lose the API server's enforcement point goes first.
+	forEachConcurrently(ctx, len(cons), applyParallelism, func(i int) {
+		prev, unbound, err := r.unbindBeforeTemplate(ctx, owner, cons[i].Object, crds)
+		if err != nil {
+			logf.FromContext(ctx).Error(err, "Failed to remove the API server's binding before the template's policy; applying in the usual order", "constraint", cons[i].Object.GetName())
+		}
+		if unbound {
+			results[i] = constraintApply{prev: prev, changed: true}
+		}
+	})
+	applied := func(tmplChanged bool) []string {
+		return appliedLabels(tmplChanged, cons, results, features)
+	}
+
+	live, tmplChanged, err := r.applyObject(ctx, owner, tmpl)
 	if err != nil {
 		if isTransient(err) {
-			f.Waiting = "Waiting to apply the template: " + err.Error()
-			return applied, true
+			enabled(func(f *featureFacts) { f.Waiting = "Waiting to apply the policy template: " + err.Error() })
+			return applied(false), true
 		}
-		f.ApplyError = "Applying the template failed: " + err.Error()
-		return applied, false
+		enabled(func(f *featureFacts) { f.ApplyError = "Applying the policy template failed: " + err.Error() })
+		return applied(false), false
 	}
-	f.Template = observeTemplate(live)
-	f.ConstraintCRDReady = crds[constraintCRDName(f.Feature.ConstraintKind())]
+	obs := observeTemplate(live)
+	crdReady := crds[constraintCRDName(templates.PolicyKind)]
+	enabled(func(f *featureFacts) { f.Template, f.ConstraintCRDReady = obs, crdReady })
 	// Gatekeeper creates the constraint CRD once it has accepted the template, before it
-	// reports the template created: the constraint goes out as soon as the CRD exists (a kind
+	// reports the template created: the constraints go out as soon as the CRD exists (a kind
 	// not served yet, or a template not loaded yet, is a transient error and waits).
-	if len(f.Template.Errors) > 0 || !f.ConstraintCRDReady {
-		return applied, len(f.Template.Errors) == 0
+	if len(obs.Errors) > 0 || !crdReady {
+		return applied(tmplChanged), len(obs.Errors) == 0
 	}
-	live, conApplied, err := r.applyObject(ctx, owner, con)
-	if err != nil {
-		if isTransient(err) {
-			// Gatekeeper is still loading the template: wait, it is not an error.
-			f.Waiting = "Waiting to apply the constraint: " + err.Error()
-			logf.FromContext(ctx).V(1).Info("Waiting for Gatekeeper to accept the constraint", "feature", f.Feature.Name, "reason", err.Error())
-			return applied, true
+
+	waiting := make([]bool, len(cons))
+	forEachConcurrently(ctx, len(cons), applyParallelism, func(i int) {
+		con := cons[i]
+		set := func(fn func(f *featureFacts)) {
+			for j := range features {
+				if slices.Contains(con.Features, features[j].Feature.Name) {
+					fn(&features[j])
+				}
+			}
 		}
-		f.ApplyError = "Applying the constraint failed: " + err.Error()
-		return applied, false
+		prev, live, changed, err := r.applyObjectFrom(ctx, owner, con.Object)
+		if err != nil {
+			if isTransient(err) {
+				// Gatekeeper is still loading the template: wait, it is not an error.
+				set(func(f *featureFacts) {
+					f.Waiting = "Waiting to apply the constraint " + con.Object.GetName() + ": " + err.Error()
+				})
+				logf.FromContext(ctx).V(1).Info("Waiting for Gatekeeper to accept the constraint", "constraint", con.Object.GetName(), "reason", err.Error())
+				waiting[i] = true
+				return
+			}
+			set(func(f *featureFacts) {
+				f.ApplyError = "Applying the constraint " + con.Object.GetName() + " failed: " + err.Error()
+			})
+			return
+		}
+		obs := observeConstraint(live)
+		set(func(f *featureFacts) { f.Constraint = obs })
+		if changed && !results[i].changed {
+			results[i] = constraintApply{prev: prev, changed: true}
+		}
+	})
+	return applied(tmplChanged), slices.Contains(waiting, true)
+}
+
+// appliedLabels names what an applyPolicy changed: the policy template, then in API order each
+// feature whose entry in a changed constraint is new or different (every feature of a
+// constraint whose other fields changed), then each feature a changed constraint no longer
+// enforces and no other constraint does either (switched off).
+func appliedLabels(tmplChanged bool, cons []templates.Item, results []constraintApply, features []featureFacts) []string {
+	changed := map[string]bool{}
+	off := map[string]bool{}
+	enabled := map[string]bool{}
+	for _, f := range features {
+		enabled[f.Feature.Name] = f.Enabled
 	}
-	f.Constraint = observeConstraint(live)
-	return applied || conApplied, false
+	for i, con := range cons {
+		if !results[i].changed {
+			continue
+		}
+		for _, name := range changedFeatures(con, results[i].prev) {
+			changed[name] = true
+		}
+		if prev := results[i].prev; prev != nil {
+			was, _, _ := unstructured.NestedMap(prev.Object, "spec", "parameters", "features")
+			for name := range was {
+				if !enabled[name] {
+					off[name] = true
+				}
+			}
+		}
+	}
+	var out []string
+	if tmplChanged {
+		out = append(out, policyTemplateLabel)
+	}
+	for _, f := range templates.Features() {
+		if changed[f.Name] {
+			out = append(out, f.Name)
+		}
+	}
+	for _, f := range templates.Features() {
+		if off[f.Name] {
+			out = append(out, f.Name+offSuffix)
+		}
+	}
+	return out
+}
+
+// changedFeatures lists the features of a constraint the operator changed whose entry in
+// parameters.features is new or differs from the one before (prev; nil when the constraint is
+// new). When the rest of the constraint changed too (its action, match or exemptImages), or no
+// entry was added, changed or removed (a repaired label or owner), each of its features.
+func changedFeatures(con templates.Item, prev *unstructured.Unstructured) []string {
+	if prev == nil {
+		return con.Features
+	}
+	desiredEntries, _, _ := unstructured.NestedMap(con.Object.Object, "spec", "parameters", "features")
+	prevEntries, _, _ := unstructured.NestedMap(prev.Object, "spec", "parameters", "features")
+	var out []string
+	for _, name := range con.Features {
+		if !sameValue(desiredEntries[name], prevEntries[name]) {
+			out = append(out, name)
+		}
+	}
+	removed := false
+	for name := range prevEntries {
+		if _, ok := desiredEntries[name]; !ok {
+			removed = true
+		}
+	}
+	rest := func(u *unstructured.Unstructured) *unstructured.Unstructured {
+		c := u.DeepCopy()
+		unstructured.RemoveNestedField(c.Object, "spec", "parameters", "features")
+		return c
+	}
+	desiredRest, prevRest := rest(con.Object), rest(prev)
+	if (len(out) == 0 && !removed) || !upToDate(desiredRest, prevRest) {
+		return con.Features
+	}
+	return out
 }
 
 // forEachConcurrently calls fn(0) … fn(n-1), at most limit at a time, and returns when all
@@ -220,26 +344,27 @@ func featureNotEnforcedYet(f featureFacts) bool {
 	return featureStatus(f, true).State == v1alpha1.FeaturePending
 }
 
-// unbindBeforeTemplate applies a feature's constraint before its template when the live
+// unbindBeforeTemplate applies a constraint before the policy template when the live
 // constraint still names the API server's enforcement point and the desired one does not
-// (spec.validatingAdmissionPolicy switched off, or the feature switched to warn). Gatekeeper
-// then deletes the binding first; the template's generateVAP: false, applied next, deletes the
-// policy. In the usual order, Gatekeeper would briefly find a constraint asking for a binding
-// to a template that no longer generates a policy, and report an error on it.
-func (r *Reconciler) unbindBeforeTemplate(ctx context.Context, owner *v1alpha1.PodSecurityConstraints, con *unstructured.Unstructured, crds map[string]bool) (bool, error) {
+// (spec.validatingAdmissionPolicy switched off, or the constraint's features switched to warn).
+// Gatekeeper then deletes the binding first; the template's generateVAP: false, applied next,
+// deletes the policy. In the usual order, Gatekeeper would briefly find a constraint asking for
+// a binding to a template that no longer generates a policy, and report an error on it. It
+// returns the constraint as it was before, and whether it applied it.
+func (r *Reconciler) unbindBeforeTemplate(ctx context.Context, owner *v1alpha1.PodSecurityConstraints, con *unstructured.Unstructured, crds map[string]bool) (*unstructured.Unstructured, bool, error) {
 	if con == nil || templates.BindsVAP(con) || !crds[constraintCRDName(con.GetKind())] {
-		return false, nil
+		return nil, false, nil
 	}
 	live := &unstructured.Unstructured{}
 	live.SetGroupVersionKind(con.GroupVersionKind())
 	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(con), live); err != nil {
-		return false, client.IgnoreNotFound(err)
+		return nil, false, client.IgnoreNotFound(err)
 	}
 	if !templates.BindsVAP(live) {
-		return false, nil
+		return nil, false, nil
 	}
 	_, applied, err := r.applyObject(ctx, owner, con)
-	return applied, err
+	return live, applied, err
 }
 
 // applyShared applies the objects that belong to no single feature (expansion templates), each
@@ -249,7 +374,9 @@ func (r *Reconciler) applyShared(ctx context.Context, owner *v1alpha1.PodSecurit
 	crds map[string]bool, ch *changes) []objectFacts {
 	var items []templates.Item
 	for _, it := range inv {
-		if it.Feature == "" {
+		// The policy template and its constraints serve features (applyPolicy), mutators
+		// belong to one (applyMutators).
+		if it.Feature == "" && len(it.Features) == 0 && it.Role != templates.RoleTemplate && it.Role != templates.RoleConstraint {
 			items = append(items, it)
 		}
 	}
@@ -337,7 +464,8 @@ func constraintCRDName(kind string) string {
 }
 
 // watchedKinds are the kinds to watch given the Gatekeeper CRDs that exist: the fixed kinds
-// the operator writes, and constraints of our kinds (the operator has no business watching
+// the operator writes, and constraints of our kinds (the policy template's and the admission
+// probe's) (the operator has no business watching
 // anyone else's).
 func watchedKinds(crds map[string]bool) []schema.GroupVersionKind {
 	var kinds []schema.GroupVersionKind
@@ -346,10 +474,8 @@ func watchedKinds(crds map[string]bool) []schema.GroupVersionKind {
 			kinds = append(kinds, mk.GVK)
 		}
 	}
-	for _, f := range templates.Features() {
-		if crds[constraintCRDName(f.ConstraintKind())] {
-			kinds = append(kinds, templates.ConstraintGroupVersion.WithKind(f.ConstraintKind()))
-		}
+	if crds[constraintCRDName(templates.PolicyKind)] {
+		kinds = append(kinds, templates.ConstraintGroupVersion.WithKind(templates.PolicyKind))
 	}
 	if crds[constraintCRDName(probeConstraintKind)] {
 		kinds = append(kinds, probeConstraintGVK())
@@ -360,6 +486,13 @@ func watchedKinds(crds map[string]bool) []schema.GroupVersionKind {
 // applyObject server-side applies a desired object unless the live object already matches
 // it, so a steady-state reconcile writes nothing. It returns the live object.
 func (r *Reconciler) applyObject(ctx context.Context, owner *v1alpha1.PodSecurityConstraints, desired *unstructured.Unstructured) (*unstructured.Unstructured, bool, error) {
+	_, live, changed, err := r.applyObjectFrom(ctx, owner, desired)
+	return live, changed, err
+}
+
+// applyObjectFrom is applyObject that also returns the live object it found before applying
+// (nil when there was none or the object was up to date).
+func (r *Reconciler) applyObjectFrom(ctx context.Context, owner *v1alpha1.PodSecurityConstraints, desired *unstructured.Unstructured) (prev, live *unstructured.Unstructured, changed bool, err error) {
 	desired = desired.DeepCopy()
 	desired.SetOwnerReferences([]metav1.OwnerReference{{
 		APIVersion: v1alpha1.GroupVersion.String(),
@@ -368,29 +501,31 @@ func (r *Reconciler) applyObject(ctx context.Context, owner *v1alpha1.PodSecurit
 		UID:        owner.UID,
 	}})
 
-	live := &unstructured.Unstructured{}
+	live = &unstructured.Unstructured{}
 	live.SetGroupVersionKind(desired.GroupVersionKind())
-	err := r.APIReader.Get(ctx, types.NamespacedName{Name: desired.GetName()}, live)
+	err = r.APIReader.Get(ctx, types.NamespacedName{Name: desired.GetName()}, live)
 	switch {
 	case err == nil && upToDate(desired, live):
-		return live, false, nil
-	case err != nil && !apierrors.IsNotFound(err):
-		return nil, false, fmt.Errorf("getting %s %s: %w", desired.GetKind(), desired.GetName(), err)
+		return nil, live, false, nil
+	case err == nil:
+		prev = live
+	case !apierrors.IsNotFound(err):
+		return nil, nil, false, fmt.Errorf("getting %s %s: %w", desired.GetKind(), desired.GetName(), err)
 	}
 	//nolint:staticcheck // SSA of unstructured objects through Patch is the supported path for dynamic kinds.
 	if err := r.Client.Patch(ctx, desired, client.Apply, client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
-		return nil, false, fmt.Errorf("applying %s %s: %w", desired.GetKind(), desired.GetName(), err)
+		return nil, nil, false, fmt.Errorf("applying %s %s: %w", desired.GetKind(), desired.GetName(), err)
 	}
 	// The cache can lag behind the operator's own last apply (its watch event not delivered
 	// yet), and then the apply above changed nothing on the server: the resourceVersion the
 	// server returns is the one it returned last time. Such an apply is not a change (no
 	// Applied event, no log line).
 	rv := desired.GetResourceVersion()
-	if prev := r.lastApplied.swap(desired.GetKind()+"/"+desired.GetName(), rv); rv != "" && (rv == prev || (err == nil && rv == live.GetResourceVersion())) {
-		return desired, false, nil
+	if last := r.lastApplied.swap(desired.GetKind()+"/"+desired.GetName(), rv); rv != "" && (rv == last || (err == nil && rv == live.GetResourceVersion())) {
+		return nil, desired, false, nil
 	}
 	logf.FromContext(ctx).Info("Applied object", "kind", desired.GetKind(), "name", desired.GetName())
-	return desired, true, nil
+	return prev, desired, true, nil
 }
 
 // appliedVersions remembers the resourceVersion the server returned for each object the
@@ -413,13 +548,23 @@ func (a *appliedVersions) swap(key, rv string) string {
 }
 
 // upToDate reports whether every field the operator sets has the desired value in the live
-// object; fields others set (status, defaults, metadata) are ignored.
+// object; fields others set (status, defaults, metadata) are ignored. A constraint's
+// spec.parameters is compared whole: nobody else sets or defaults anything there, and a key
+// the operator no longer sets (a feature switched off or moved to another constraint, a
+// parameter left out) must go.
 func upToDate(desired, live *unstructured.Unstructured) bool {
 	if !subset(toInterfaceMap(desired.GetLabels()), toInterfaceMap(live.GetLabels())) {
 		return false
 	}
 	if !ownerRefsMatch(desired.GetOwnerReferences(), live.GetOwnerReferences()) {
 		return false
+	}
+	if desired.GroupVersionKind().Group == constraintsGroup {
+		want, _, _ := unstructured.NestedFieldNoCopy(desired.Object, "spec", "parameters")
+		have, _, _ := unstructured.NestedFieldNoCopy(live.Object, "spec", "parameters")
+		if !sameValue(want, have) {
+			return false
+		}
 	}
 	return subset(desired.Object["spec"], live.Object["spec"])
 }
@@ -477,6 +622,42 @@ func subset(want, have interface{}) bool {
 	}
 }
 
+// sameValue reports whether two JSON values are equal: maps with the same keys, lists of the
+// same length, scalars equal (numbers compared by value).
+func sameValue(a, b interface{}) bool {
+	switch av := a.(type) {
+	case map[string]interface{}:
+		bv, ok := b.(map[string]interface{})
+		if !ok || len(av) != len(bv) {
+			return false
+		}
+		for k, v := range av {
+			w, ok := bv[k]
+			if !ok || !sameValue(v, w) {
+				return false
+			}
+		}
+		return true
+	case []interface{}:
+		bv, ok := b.([]interface{})
+		if !ok || len(av) != len(bv) {
+			return false
+		}
+		for i := range av {
+			if !sameValue(av[i], bv[i]) {
+				return false
+			}
+		}
+		return true
+	case int64, int32, int, float64:
+		af, ok1 := toFloat(a)
+		bf, ok2 := toFloat(b)
+		return ok1 && ok2 && af == bf
+	default:
+		return a == b
+	}
+}
+
 func toFloat(v interface{}) (float64, bool) {
 	switch n := v.(type) {
 	case int64:
@@ -500,9 +681,10 @@ func toInterfaceMap(m map[string]string) map[string]interface{} {
 }
 
 // pruneStale deletes every object labelled as ours that is not in the desired inventory, in
-// reverse apply order: the objects of no single feature (expansion templates), then
-// constraints, then templates. Objects without our label are never touched, nor is the
-// admission probe's policy (reconcileAdmissionProbe and the finalizer remove it).
+// reverse apply order: the objects of no single feature (expansion templates) and mutators,
+// then constraints, then templates (also the per-feature templates of older operator versions).
+// Objects without our label are never touched, nor is the admission probe's policy
+// (reconcileAdmissionProbe and the finalizer remove it).
 func (r *Reconciler) pruneStale(ctx context.Context, desired templates.Inventory) ([]string, error) {
 	want := map[string]bool{}
 	for _, obj := range desired.Objects() {
@@ -543,51 +725,21 @@ func (r *Reconciler) pruneStale(ctx context.Context, desired templates.Inventory
 		return pruned, errors.Join(append(errs, fmt.Errorf("listing ConstraintTemplates: %w", err))...)
 	}
 
-	// Constraint kinds to look at: ours by the registry, plus those of our templates (a
-	// template renamed by an upgrade leaves its old kind behind).
-	kinds := map[string]bool{}
-	for _, f := range templates.Features() {
-		kinds[f.ConstraintKind()] = true
+	// Constraints are listed of the policy template's kind only: the operator may not read
+	// other kinds (RBAC). The templates of an older layout (one per feature, psc<feature>) are
+	// pruned below, and Gatekeeper deletes their constraint CRDs, and the constraints with them.
+	// A constraint's watch that has not listed its objects yet is read from the API server.
+	conList := &unstructured.UnstructuredList{}
+	conList.SetGroupVersionKind(templates.ConstraintGroupVersion.WithKind(templates.PolicyKind + "List"))
+	if err := r.APIReader.List(ctx, conList, ours); err != nil && !meta.IsNoMatchError(err) && !apierrors.IsNotFound(err) {
+		// Keep the templates while their constraints cannot be listed.
+		return pruned, errors.Join(append(errs, fmt.Errorf("listing %s constraints: %w", templates.PolicyKind, err))...)
 	}
-	for _, t := range tmplList.Items {
-		if k, ok, _ := unstructured.NestedString(t.Object, "spec", "crd", "spec", "names", "kind"); ok && k != "" {
-			kinds[k] = true
-		}
-	}
-	sortedKinds := make([]string, 0, len(kinds))
-	for k := range kinds {
-		sortedKinds = append(sortedKinds, k)
-	}
-	sort.Strings(sortedKinds)
-
-	// The lists go out several at a time: a kind whose watch has not listed its objects yet
-	// is read from the API server.
-	lists := make([]*unstructured.UnstructuredList, len(sortedKinds))
-	listErrs := make([]error, len(sortedKinds))
-	forEachConcurrently(ctx, len(sortedKinds), applyParallelism, func(i int) {
-		lists[i] = &unstructured.UnstructuredList{}
-		lists[i].SetGroupVersionKind(templates.ConstraintGroupVersion.WithKind(sortedKinds[i] + "List"))
-		listErrs[i] = r.APIReader.List(ctx, lists[i], ours)
-	})
 	constraintErrs := 0
-	for k, kind := range sortedKinds {
-		list := lists[k]
-		if err := listErrs[k]; err != nil || list == nil {
-			if err == nil {
-				err = ctx.Err() // skipped: the context ended
-			}
-			if meta.IsNoMatchError(err) || apierrors.IsNotFound(err) {
-				continue // no CRD for this kind: no constraints of it
-			}
-			errs = append(errs, fmt.Errorf("listing %s constraints: %w", kind, err))
-			constraintErrs++
-			continue
-		}
-		for i := range list.Items {
-			before := len(errs)
-			pruned, errs = r.deleteUnwanted(ctx, &list.Items[i], want, pruned, errs)
-			constraintErrs += len(errs) - before
-		}
+	for i := range conList.Items {
+		before := len(errs)
+		pruned, errs = r.deleteUnwanted(ctx, &conList.Items[i], want, pruned, errs)
+		constraintErrs += len(errs) - before
 	}
 	if constraintErrs > 0 {
 		// Keep the templates while their constraints could not be pruned.

@@ -79,9 +79,11 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups=policy.podsecurity.dev,resources=podsecurityconstraints/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=policy.podsecurity.dev,resources=podsecurityconstraints/finalizers,verbs=update
 // +kubebuilder:rbac:groups=templates.gatekeeper.sh,resources=constrainttemplates,verbs=get;list;watch;create;update;patch;delete
-// Only our own constraint kinds, by name; RBACMatchesRegistry in rbac_test.go keeps this line
-// in step with the feature registry.
-// +kubebuilder:rbac:groups=constraints.gatekeeper.sh,resources=pscprivilegedcontainers;pschostprocess;pschostnamespaces;pschostnetworking;pscprobehosts;pscvolumetypes;pschostfilesystem;pscflexvolumedrivers;pscreadonlyrootfilesystem;pscusersandgroups;pscprivilegeescalation;psccapabilities;pscselinux;pscprocmount;pscapparmor;pscseccomp;pscsysctls,verbs=get;list;watch;create;update;patch;delete
+// Only our own constraint kind, by name: the policy template's (templates.PolicyKind) serves
+// every feature; RBACMatchesRegistry in config/config_test.go keeps this line in step with it.
+// Constraints of the per-feature kinds of older versions are not read: pruning their templates
+// makes Gatekeeper delete their CRDs, and them with those.
+// +kubebuilder:rbac:groups=constraints.gatekeeper.sh,resources=pscpodsecurity,verbs=get;list;watch;create;update;patch;delete
 // ExpansionTemplates make Gatekeeper judge workloads as the Pods they would create (the
 // resource name is the singular word).
 // +kubebuilder:rbac:groups=expansion.gatekeeper.sh,resources=expansiontemplate,verbs=get;list;watch;create;update;patch;delete

@@ -120,7 +120,7 @@ func TestAdmissionProbe(t *testing.T) {
 	uids := probeUIDs(t, te.client)
 	applyCR(t, te.client, specWith("hostNamespaces"))
 	waitReady(t, te.client, metav1.ConditionTrue, ReasonEnforced)
-	waitObjects(t, te.client, expectedObjects("hostNamespaces"))
+	waitPolicy(t, te.client, denyOnly("hostNamespaces"))
 	if now := probeUIDs(t, te.client); now != uids {
 		t.Errorf("the probe policy was recreated by a feature change: UIDs %v, then %v", uids, now)
 	}

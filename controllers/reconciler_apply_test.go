@@ -19,7 +19,7 @@ func testApplyAndPrune(t *testing.T, te *testEnv, _ *fakeGatekeeper) {
 	defer deleteCR(t, te.client)
 	applyCR(t, te.client, specWith("privilegedContainers", "hostNamespaces", "capabilities"))
 	obj := waitReady(t, te.client, metav1.ConditionTrue, ReasonEnforced)
-	waitObjects(t, te.client, expectedObjects("privilegedContainers", "hostNamespaces", "capabilities"))
+	waitPolicy(t, te.client, denyOnly("privilegedContainers", "hostNamespaces", "capabilities"))
 	if obj.Status.EnabledFeatures != 3 || obj.Status.EnforcedFeatures != 3 {
 		t.Errorf("enabled/enforced = %d/%d, want 3/3", obj.Status.EnabledFeatures, obj.Status.EnforcedFeatures)
 	}
@@ -42,13 +42,17 @@ func testApplyAndPrune(t *testing.T, te *testEnv, _ *fakeGatekeeper) {
 
 	// The constraint carries what the spec says, and our labels only.
 	con := &unstructured.Unstructured{}
-	con.SetGroupVersionKind(templates.ConstraintGroupVersion.WithKind("PSCCapabilities"))
-	if err := te.client.Get(context.Background(), client.ObjectKey{Name: "psc-capabilities"}, con); err != nil {
+	con.SetGroupVersionKind(templates.ConstraintGroupVersion.WithKind(templates.PolicyKind))
+	if err := te.client.Get(context.Background(), client.ObjectKey{Name: "psc-deny"}, con); err != nil {
 		t.Fatal(err)
 	}
-	drops, _, _ := unstructured.NestedStringSlice(con.Object, "spec", "parameters", "requiredDropCapabilities")
+	drops, _, _ := unstructured.NestedStringSlice(con.Object, "spec", "parameters", "features", "capabilities", "requiredDropCapabilities")
 	if fmt.Sprint(drops) != "[ALL]" {
-		t.Errorf("constraint parameters.requiredDropCapabilities = %v, want [ALL]", drops)
+		t.Errorf("constraint parameters.features.capabilities.requiredDropCapabilities = %v, want [ALL]", drops)
+	}
+	if cs := featureStatusOf(obj, "capabilities"); cs.ConstraintName != "psc-deny" || cs.ConstraintKind != templates.PolicyKind || cs.TemplateName != templates.PolicyTemplateName {
+		t.Errorf("capabilities names its objects %s/%s (template %s), want %s/psc-deny (template %s)",
+			cs.ConstraintKind, cs.ConstraintName, cs.TemplateName, templates.PolicyKind, templates.PolicyTemplateName)
 	}
 	excluded, _, _ := unstructured.NestedStringSlice(con.Object, "spec", "match", "excludedNamespaces")
 	if fmt.Sprint(excluded) != "[kube-system psc-system gatekeeper-system]" {
@@ -58,9 +62,9 @@ func testApplyAndPrune(t *testing.T, te *testEnv, _ *fakeGatekeeper) {
 		t.Errorf("owner references = %v, want the CR", con.GetOwnerReferences())
 	}
 
-	// Switching features off prunes them; switching one on adds it.
+	// Switching features off takes them out of the constraint; switching one on adds it.
 	applyCR(t, te.client, specWith("hostNamespaces", "sysctls"))
-	waitObjects(t, te.client, expectedObjects("hostNamespaces", "sysctls"))
+	waitPolicy(t, te.client, denyOnly("hostNamespaces", "sysctls"))
 	obj = waitReady(t, te.client, metav1.ConditionTrue, ReasonEnforced)
 	if got := featureStatusOf(obj, "privilegedContainers").State; got != v1alpha1.FeatureDisabled {
 		t.Errorf("privilegedContainers state %q after disabling, want Disabled", got)
@@ -72,7 +76,7 @@ func testMasterSwitch(t *testing.T, te *testEnv, _ *fakeGatekeeper) {
 	spec := specWith("privilegedContainers", "hostNamespaces")
 	applyCR(t, te.client, spec)
 	waitReady(t, te.client, metav1.ConditionTrue, ReasonEnforced)
-	waitObjects(t, te.client, expectedObjects("privilegedContainers", "hostNamespaces"))
+	waitPolicy(t, te.client, denyOnly("privilegedContainers", "hostNamespaces"))
 
 	spec.Enabled = ptr.To(false)
 	applyCR(t, te.client, spec)
@@ -88,7 +92,7 @@ func testMasterSwitch(t *testing.T, te *testEnv, _ *fakeGatekeeper) {
 
 	spec.Enabled = ptr.To(true)
 	applyCR(t, te.client, spec)
-	waitObjects(t, te.client, expectedObjects("privilegedContainers", "hostNamespaces"))
+	waitPolicy(t, te.client, denyOnly("privilegedContainers", "hostNamespaces"))
 	waitReady(t, te.client, metav1.ConditionTrue, ReasonEnforced)
 }
 
@@ -97,12 +101,12 @@ func testDriftIsRestored(t *testing.T, te *testEnv, _ *fakeGatekeeper) {
 	ctx := context.Background()
 	applyCR(t, te.client, specWith("privilegedContainers"))
 	waitReady(t, te.client, metav1.ConditionTrue, ReasonEnforced)
-	f, _ := templates.FeatureByName("privilegedContainers")
+	const conName = "psc-deny"
 
 	// A hand edit of a field we own is reverted.
 	con := &unstructured.Unstructured{}
-	con.SetGroupVersionKind(templates.ConstraintGroupVersion.WithKind(f.ConstraintKind()))
-	if err := te.client.Get(ctx, client.ObjectKey{Name: f.ConstraintName()}, con); err != nil {
+	con.SetGroupVersionKind(templates.ConstraintGroupVersion.WithKind(templates.PolicyKind))
+	if err := te.client.Get(ctx, client.ObjectKey{Name: conName}, con); err != nil {
 		t.Fatal(err)
 	}
 	if err := unstructured.SetNestedField(con.Object, "dryrun", "spec", "enforcementAction"); err != nil {
@@ -112,7 +116,7 @@ func testDriftIsRestored(t *testing.T, te *testEnv, _ *fakeGatekeeper) {
 		t.Fatal(err)
 	}
 	eventually(t, waitTimeout, func() error {
-		if err := te.client.Get(ctx, client.ObjectKey{Name: f.ConstraintName()}, con); err != nil {
+		if err := te.client.Get(ctx, client.ObjectKey{Name: conName}, con); err != nil {
 			return err
 		}
 		if a, _, _ := unstructured.NestedString(con.Object, "spec", "enforcementAction"); a != "scoped" || templates.ConstraintAction(con) != "deny" {
@@ -130,7 +134,7 @@ func testDriftIsRestored(t *testing.T, te *testEnv, _ *fakeGatekeeper) {
 	waitRecreated(t, te.client, con, oldUID)
 	tmpl := &unstructured.Unstructured{}
 	tmpl.SetGroupVersionKind(templates.TemplateGVK)
-	if err := te.client.Get(ctx, client.ObjectKey{Name: f.TemplateName()}, tmpl); err != nil {
+	if err := te.client.Get(ctx, client.ObjectKey{Name: templates.PolicyTemplateName}, tmpl); err != nil {
 		t.Fatal(err)
 	}
 	oldTemplateUID := tmpl.GetUID()
@@ -140,7 +144,7 @@ func testDriftIsRestored(t *testing.T, te *testEnv, _ *fakeGatekeeper) {
 	waitRecreated(t, te.client, tmpl, oldTemplateUID)
 	// Whether the constraint went with the template depends on how fast Gatekeeper (here the
 	// fake) removed the CRD; either way it must be there in the end.
-	waitObjects(t, te.client, expectedObjects("privilegedContainers"))
+	waitPolicy(t, te.client, denyOnly("privilegedContainers"))
 	waitReady(t, te.client, metav1.ConditionTrue, ReasonEnforced)
 }
 

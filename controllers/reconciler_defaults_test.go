@@ -191,7 +191,7 @@ func testDefaultsMutators(t *testing.T, te *testEnv, _ *fakeGatekeeper) {
 	applyCR(t, te.client, spec)
 	waitMutators(t, te.client, nil)
 	waitDefaults(t, te.client, metav1.ConditionFalse, ReasonDefaultsOff)
-	waitObjects(t, te.client, expectedObjects("privilegedContainers", "privilegeEscalation", "capabilities"))
+	waitPolicy(t, te.client, denyOnly("privilegedContainers", "privilegeEscalation", "capabilities"))
 
 	// Deleting the CR prunes the mutators with everything else.
 	spec.SetDefaults = ptr.To(true)
@@ -290,7 +290,7 @@ func TestGatekeeperWithoutMutation(t *testing.T) {
 	spec.SetDefaults = ptr.To(true)
 	applyCR(t, te.client, spec)
 	waitReady(t, te.client, metav1.ConditionTrue, ReasonEnforced)
-	waitObjects(t, te.client, expectedObjects("privilegeEscalation", "capabilities"))
+	waitPolicy(t, te.client, denyOnly("privilegeEscalation", "capabilities"))
 	cond, obj := waitDefaults(t, te.client, metav1.ConditionFalse, ReasonMutationUnavailable)
 	for _, want := range []string{templates.AssignCRDName, "privilegeEscalation, capabilities", "still enforced"} {
 		if !strings.Contains(cond.Message, want) {

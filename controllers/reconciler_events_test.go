@@ -15,18 +15,19 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
-// testOneAppliedEventPerChange: templates and constraints of one change are applied over
-// several reconciles (each constraint waits for its CRD); the change still gets one event.
+// testOneAppliedEventPerChange: the policy template and its constraints are applied over
+// several reconciles (the constraints wait for their CRD); the change still gets one event,
+// which names the features whose constraint entry changed.
 func testOneAppliedEventPerChange(t *testing.T, te *testEnv, _ *fakeGatekeeper) {
 	defer deleteCR(t, te.client)
 	applyCR(t, te.client, specWith("privilegedContainers", "hostNamespaces", "capabilities"))
 	obj := waitReady(t, te.client, metav1.ConditionTrue, ReasonEnforced)
-	waitAppliedEvents(t, te.client, obj.UID, []string{"Applied the objects of: privilegedContainers, hostNamespaces, capabilities, expansion"})
+	waitAppliedEvents(t, te.client, obj.UID, []string{"Applied the objects of: policy template, privilegedContainers, hostNamespaces, capabilities, expansion"})
 
 	applyCR(t, te.client, specWith("privilegedContainers", "hostNamespaces", "capabilities", "privilegeEscalation", "sysctls"))
 	waitReady(t, te.client, metav1.ConditionTrue, ReasonEnforced)
 	waitAppliedEvents(t, te.client, obj.UID, []string{
-		"Applied the objects of: privilegedContainers, hostNamespaces, capabilities, expansion",
+		"Applied the objects of: policy template, privilegedContainers, hostNamespaces, capabilities, expansion",
 		"Applied the objects of: privilegeEscalation, sysctls",
 	})
 }

@@ -20,36 +20,54 @@ import (
 
 func testStatusFollowsGatekeeper(t *testing.T, te *testEnv, fg *fakeGatekeeper) {
 	defer deleteCR(t, te.client)
-	defer fg.setViolations("PSCPrivilegedContainers", 0)
-	spec := specWith("privilegedContainers", "hostNamespaces")
+	defer func() {
+		for _, f := range []string{"privilegedContainers", "capabilities", "hostNamespaces"} {
+			fg.setViolations(f, 0)
+		}
+	}()
+	// psc-deny enforces privilegedContainers and capabilities, psc-warn hostNamespaces.
+	spec := specWith("privilegedContainers", "hostNamespaces", "capabilities")
 	spec.HostNamespaces.EnforcementAction = v1alpha1.EnforcementWarn
 	applyCR(t, te.client, spec)
 	waitReady(t, te.client, metav1.ConditionTrue, ReasonEnforced)
+	waitPolicy(t, te.client, map[string][]string{"psc-deny": {"privilegedContainers", "capabilities"}, "psc-warn": {"hostNamespaces"}})
 
-	fg.setViolations("PSCPrivilegedContainers", 7)
-	var obj *v1alpha1.PodSecurityConstraints
-	eventually(t, waitTimeout, func() error {
-		obj = getCR(t, te.client)
-		if obj.Status.TotalViolations != 7 {
-			return fmt.Errorf("totalViolations %d, want 7", obj.Status.TotalViolations)
-		}
-		return nil
-	})
+	fg.setViolations("privilegedContainers", 7)
+	fg.setViolations("capabilities", 3)
+	fg.setViolations("hostNamespaces", 2)
+	obj := waitTotalViolations(t, te.client, 12)
 	pc := featureStatusOf(obj, "privilegedContainers")
 	if pc.State != v1alpha1.FeatureEnforced || !pc.Enforced || !pc.TemplateCreated {
 		t.Errorf("privilegedContainers status %+v, want Enforced", pc)
 	}
-	if pc.TotalViolations != 7 || len(pc.Violations) != v1alpha1.MaxSampleViolations {
-		t.Errorf("violations %d with %d samples, want 7 with %d samples", pc.TotalViolations, len(pc.Violations), v1alpha1.MaxSampleViolations)
+	// Each feature counts its own violations out of its constraint's, by message.
+	for _, want := range []struct {
+		feature string
+		total   int64
+		samples int
+	}{{"privilegedContainers", 7, v1alpha1.MaxSampleViolations}, {"capabilities", 3, 3}, {"hostNamespaces", 2, 2}} {
+		fs := featureStatusOf(obj, want.feature)
+		if fs.TotalViolations != want.total || len(fs.Violations) != want.samples {
+			t.Errorf("%s: %d violations with %d samples, want %d with %d", want.feature, fs.TotalViolations, len(fs.Violations), want.total, want.samples)
+		}
+		for _, v := range fs.Violations {
+			if templates.FeatureOfMessage(v.Message) != want.feature {
+				t.Errorf("%s shows the violation of another feature: %+v", want.feature, v)
+			}
+		}
+		if !strings.Contains(fs.Message, fmt.Sprintf("; %d audit violations.", want.total)) {
+			t.Errorf("%s message %q does not give its count", want.feature, fs.Message)
+		}
 	}
 	if pc.AuditTimestamp == nil || pc.AuditTimestamp.UTC().Format(time.RFC3339) != fakeAuditTimestamp {
 		t.Errorf("auditTimestamp %v, want %s", pc.AuditTimestamp, fakeAuditTimestamp)
 	}
-	if pc.ConstraintKind != "PSCPrivilegedContainers" || pc.ConstraintName != "psc-privileged-containers" || pc.TemplateName != "pscprivilegedcontainers" {
+	if pc.ConstraintKind != templates.PolicyKind || pc.ConstraintName != "psc-deny" || pc.TemplateName != templates.PolicyTemplateName {
 		t.Errorf("names in status: %+v", pc)
 	}
-	if hn := featureStatusOf(obj, "hostNamespaces"); hn.EnforcementAction != v1alpha1.EnforcementWarn {
-		t.Errorf("hostNamespaces effective action %q, want warn", hn.EnforcementAction)
+	hn := featureStatusOf(obj, "hostNamespaces")
+	if hn.EnforcementAction != v1alpha1.EnforcementWarn || hn.ConstraintName != "psc-warn" {
+		t.Errorf("hostNamespaces effective action %q in constraint %q, want warn in psc-warn", hn.EnforcementAction, hn.ConstraintName)
 	}
 	if obj.Status.ObservedGeneration != obj.Generation {
 		t.Errorf("observedGeneration %d, generation %d", obj.Status.ObservedGeneration, obj.Generation)
@@ -59,19 +77,54 @@ func testStatusFollowsGatekeeper(t *testing.T, te *testEnv, fg *fakeGatekeeper) 
 			t.Errorf("condition %s present while not true", c)
 		}
 	}
+
+	// Beyond the violations Gatekeeper lists (20 here), the features of a shared constraint
+	// count what is listed, and say that it is a lower bound; the top-level total stays exact.
+	fg.setViolations("privilegedContainers", 25)
+	obj = waitTotalViolations(t, te.client, 25+3+2)
+	pc, caps := featureStatusOf(obj, "privilegedContainers"), featureStatusOf(obj, "capabilities")
+	if pc.TotalViolations != 20 || caps.TotalViolations != 0 {
+		t.Errorf("privilegedContainers/capabilities count %d/%d of the 20 listed, want 20/0", pc.TotalViolations, caps.TotalViolations)
+	}
+	for _, fs := range []v1alpha1.FeatureStatus{pc, caps} {
+		if !strings.Contains(fs.Message, "at least") || !strings.Contains(fs.Message, "has 28") {
+			t.Errorf("%s message %q does not say its count is a lower bound", fs.Name, fs.Message)
+		}
+	}
+	// A feature alone in its constraint is exact.
+	if hn := featureStatusOf(obj, "hostNamespaces"); hn.TotalViolations != 2 {
+		t.Errorf("hostNamespaces violations %d, want 2", hn.TotalViolations)
+	}
 }
 
+// waitTotalViolations waits until status.totalViolations is n.
+func waitTotalViolations(t *testing.T, c client.Client, n int64) *v1alpha1.PodSecurityConstraints {
+	t.Helper()
+	var obj *v1alpha1.PodSecurityConstraints
+	eventually(t, waitTimeout, func() error {
+		obj = getCR(t, c)
+		if obj.Status.TotalViolations != n {
+			return fmt.Errorf("totalViolations %d, want %d", obj.Status.TotalViolations, n)
+		}
+		return nil
+	})
+	return obj
+}
+
+// testTemplateErrorsSurface: the policy template serves every feature, so its errors are every
+// enabled feature's.
 func testTemplateErrorsSurface(t *testing.T, te *testEnv, fg *fakeGatekeeper) {
 	defer deleteCR(t, te.client)
-	f, _ := templates.FeatureByName("hostNamespaces")
-	fg.setTemplateError(f.TemplateName(), "rego_parse_error: unexpected token")
-	defer fg.setTemplateError(f.TemplateName(), "")
+	fg.setTemplateError(templates.PolicyTemplateName, "rego_parse_error: unexpected token")
+	defer fg.setTemplateError(templates.PolicyTemplateName, "")
 
 	applyCR(t, te.client, specWith("privilegedContainers", "hostNamespaces"))
 	obj := waitReady(t, te.client, metav1.ConditionFalse, ReasonFeatureError)
-	hn := featureStatusOf(obj, "hostNamespaces")
-	if hn.State != v1alpha1.FeatureError || !strings.Contains(hn.Message, "rego_parse_error: unexpected token") {
-		t.Errorf("hostNamespaces status %+v, want Error naming the template error", hn)
+	for _, name := range []string{"privilegedContainers", "hostNamespaces"} {
+		fs := featureStatusOf(obj, name)
+		if fs.State != v1alpha1.FeatureError || !strings.Contains(fs.Message, "rego_parse_error: unexpected token") {
+			t.Errorf("%s status %+v, want Error naming the template error", name, fs)
+		}
 	}
 	if stalled := meta.FindStatusCondition(obj.Status.Conditions, v1alpha1.ConditionStalled); stalled == nil || stalled.Reason != ReasonFeatureError {
 		t.Errorf("Stalled = %+v, want True with reason FeatureError", stalled)
@@ -80,20 +133,38 @@ func testTemplateErrorsSurface(t *testing.T, te *testEnv, fg *fakeGatekeeper) {
 	if !strings.Contains(ready.Message, "hostNamespaces") || !strings.Contains(ready.Message, "unexpected token") {
 		t.Errorf("Ready message %q does not name the failing feature and error", ready.Message)
 	}
-	// The other feature keeps working.
+	// A warning event tells it too.
+	eventually(t, waitTimeout, func() error { return findEvent(te.client, ReasonFeatureError, corev1.EventTypeWarning) })
+
+	// Recovery once Gatekeeper accepts the template.
+	fg.setTemplateError(templates.PolicyTemplateName, "")
+	waitReady(t, te.client, metav1.ConditionTrue, ReasonEnforced)
+	eventually(t, waitTimeout, func() error { return findEvent(te.client, ReasonEnforced, corev1.EventTypeNormal) })
+}
+
+// testConstraintErrorsStayWithTheirFeatures: an error Gatekeeper reports for one constraint is
+// the error of the features it enforces only.
+func testConstraintErrorsStayWithTheirFeatures(t *testing.T, te *testEnv, fg *fakeGatekeeper) {
+	defer deleteCR(t, te.client)
+	fg.setConstraintError("psc-host-namespaces", "constraint rejected")
+	defer fg.setConstraintError("psc-host-namespaces", "")
+
+	spec := specWith("privilegedContainers", "hostNamespaces")
+	spec.HostNamespaces.ExcludedNamespaces = []v1alpha1.NamespacePattern{"legacy"}
+	applyCR(t, te.client, spec)
+	obj := waitReady(t, te.client, metav1.ConditionFalse, ReasonFeatureError)
+	waitPolicy(t, te.client, map[string][]string{"psc-deny": {"privilegedContainers"}, "psc-host-namespaces": {"hostNamespaces"}})
+	if hn := featureStatusOf(obj, "hostNamespaces"); hn.State != v1alpha1.FeatureError || !strings.Contains(hn.Message, "constraint rejected") || hn.ConstraintName != "psc-host-namespaces" {
+		t.Errorf("hostNamespaces status %+v, want Error naming the constraint error of psc-host-namespaces", hn)
+	}
 	eventually(t, waitTimeout, func() error {
 		if pc := featureStatusOf(getCR(t, te.client), "privilegedContainers"); pc.State != v1alpha1.FeatureEnforced {
 			return fmt.Errorf("privilegedContainers state %q, want Enforced", pc.State)
 		}
 		return nil
 	})
-	// A warning event tells it too.
-	eventually(t, waitTimeout, func() error { return findEvent(te.client, ReasonFeatureError, corev1.EventTypeWarning) })
-
-	// Recovery once Gatekeeper accepts the template.
-	fg.setTemplateError(f.TemplateName(), "")
+	fg.setConstraintError("psc-host-namespaces", "")
 	waitReady(t, te.client, metav1.ConditionTrue, ReasonEnforced)
-	eventually(t, waitTimeout, func() error { return findEvent(te.client, ReasonEnforced, corev1.EventTypeNormal) })
 }
 
 func findEvent(c client.Client, reason, typ string) error {
@@ -133,7 +204,7 @@ func testConflictsAreSurvived(t *testing.T, te *testEnv, _ *fakeGatekeeper) {
 	te.conflicts.Store(5)
 	applyCR(t, te.client, specWith("privilegedContainers", "hostNamespaces"))
 	waitReady(t, te.client, metav1.ConditionTrue, ReasonEnforced)
-	waitObjects(t, te.client, expectedObjects("privilegedContainers", "hostNamespaces"))
+	waitPolicy(t, te.client, denyOnly("privilegedContainers", "hostNamespaces"))
 	if n := te.conflicts.Load(); n != 0 {
 		t.Errorf("%d injected conflicts were never hit", n)
 	}

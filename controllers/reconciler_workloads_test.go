@@ -166,7 +166,7 @@ func testWorkloadExpansions(t *testing.T, te *testEnv, fg *fakeGatekeeper) {
 	waitExpansions(t, te.client, nil)
 	waitWorkloads(t, te.client, metav1.ConditionFalse, ReasonWorkloadsDisabled)
 	waitReady(t, te.client, metav1.ConditionTrue, ReasonEnforced)
-	waitObjects(t, te.client, expectedObjects("privilegedContainers", "hostNamespaces"))
+	waitPolicy(t, te.client, denyOnly("privilegedContainers", "hostNamespaces"))
 
 	// On again, then the master switch off: everything goes.
 	spec.Workloads.Enabled = ptr.To(true)
@@ -230,7 +230,7 @@ func TestGatekeeperWithoutExpansion(t *testing.T) {
 
 	applyCR(t, te.client, specWith("privilegedContainers", "hostNamespaces"))
 	waitReady(t, te.client, metav1.ConditionTrue, ReasonEnforced)
-	waitObjects(t, te.client, expectedObjects("privilegedContainers", "hostNamespaces"))
+	waitPolicy(t, te.client, denyOnly("privilegedContainers", "hostNamespaces"))
 	cond := waitWorkloads(t, te.client, metav1.ConditionFalse, ReasonExpansionUnavailable)
 	for _, want := range []string{templates.ExpansionCRDName, "workloads are not checked at apply time", "Pods are still checked"} {
 		if !strings.Contains(cond.Message, want) {

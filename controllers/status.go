@@ -97,9 +97,14 @@ type featureFacts struct {
 	// ApplyError is set when applying the feature's objects failed.
 	ApplyError string
 	// Waiting is set when applying had to wait for Gatekeeper (an ordering error).
-	Waiting            string
+	Waiting string
+	// Template is the policy template's observation, shared by every enabled feature.
 	Template           templateObservation
 	ConstraintCRDReady bool
+	// ConstraintName is the constraint that enforces the feature, and ConstraintFeatures
+	// every feature it enforces; Constraint is its observation.
+	ConstraintName     string
+	ConstraintFeatures []string
 	Constraint         constraintObservation
 	// Defaults is what the reconcile found out about the feature's mutators.
 	Defaults defaultsFacts
@@ -118,14 +123,15 @@ func featureStatus(f featureFacts, masterEnabled bool) v1alpha1.FeatureStatus {
 		}
 		return st
 	}
-	st.TemplateName = f.Feature.TemplateName()
-	st.ConstraintKind = f.Feature.ConstraintKind()
-	st.ConstraintName = f.Feature.ConstraintName()
+	st.TemplateName = templates.PolicyTemplateName
+	st.ConstraintKind = templates.PolicyKind
+	st.ConstraintName = f.ConstraintName
 	st.EnforcementAction = f.EnforcementAction
 	st.TemplateCreated = f.Template.Created
-	st.TotalViolations = f.Constraint.TotalViolations
+	v := featureViolations(f)
+	st.TotalViolations = v.Total
 	st.AuditTimestamp = f.Constraint.AuditTimestamp
-	st.Violations = f.Constraint.Violations
+	st.Violations = v.Samples
 	st.State, st.Message = featureState(f)
 	st.ValidatingAdmissionPolicy = apiServerStatus(f)
 	featureStateUnderAPIServer(&st)
@@ -170,8 +176,63 @@ func featureState(f featureFacts) (v1alpha1.FeatureState, string) {
 		return v1alpha1.FeaturePending, fmt.Sprintf("Waiting for %d of %d Gatekeeper pods to enforce generation %d of the constraint.",
 			waiting, len(f.Constraint.ByPod), f.Constraint.Generation)
 	}
-	return v1alpha1.FeatureEnforced, fmt.Sprintf("Enforced (%s) by %d Gatekeeper pods; %d audit violations.",
-		f.EnforcementAction, len(f.Constraint.ByPod), f.Constraint.TotalViolations)
+	v := featureViolations(f)
+	audit := fmt.Sprintf("%d audit violations.", v.Total)
+	if !v.Exact {
+		audit = fmt.Sprintf("at least %d audit violations (the constraint %s, shared with other features, has %d; Gatekeeper lists %d of them, see --constraint-violations-limit).",
+			v.Total, f.ConstraintName, f.Constraint.TotalViolations, len(f.Constraint.Violations))
+	}
+	return v1alpha1.FeatureEnforced, fmt.Sprintf("Enforced (%s) by %d Gatekeeper pods; %s",
+		f.EnforcementAction, len(f.Constraint.ByPod), audit)
+}
+
+// violationCount is a feature's share of its constraint's audit results.
+type violationCount struct {
+	// Total counts the feature's violations; Exact is false when it is a lower bound.
+	Total int64
+	Exact bool
+	// Samples are the first of them.
+	Samples []v1alpha1.Violation
+}
+
+// featureViolations picks a feature's audit results out of its constraint's: those whose
+// message names the feature (templates.FeatureOfMessage). The count is exact when the
+// constraint enforces the feature alone (its totalViolations), or when Gatekeeper listed every
+// violation of the constraint (status.violations holds up to --constraint-violations-limit, 20
+// by default); otherwise it counts the listed ones, a lower bound.
+func featureViolations(f featureFacts) violationCount {
+	alone := len(f.ConstraintFeatures) == 1 && f.ConstraintFeatures[0] == f.Feature.Name
+	out := violationCount{Exact: alone || f.Constraint.TotalViolations <= int64(len(f.Constraint.Violations))}
+	var listed int64
+	for _, v := range f.Constraint.Violations {
+		if !alone && templates.FeatureOfMessage(v.Message) != f.Feature.Name {
+			continue
+		}
+		listed++
+		if len(out.Samples) < v1alpha1.MaxSampleViolations {
+			out.Samples = append(out.Samples, v)
+		}
+	}
+	out.Total = listed
+	if alone {
+		out.Total = f.Constraint.TotalViolations
+	}
+	return out
+}
+
+// constraintViolations is the sum of the audit violations of the constraints the enabled
+// features' status comes from: exact, whatever Gatekeeper lists of them.
+func constraintViolations(features []featureFacts) int64 {
+	seen := map[string]bool{}
+	var total int64
+	for _, f := range features {
+		if !f.Enabled || f.ConstraintName == "" || !f.Constraint.Exists || seen[f.ConstraintName] {
+			continue
+		}
+		seen[f.ConstraintName] = true
+		total += f.Constraint.TotalViolations
+	}
+	return total
 }
 
 // deriveStatus computes the whole status from the facts and the previous status; now is the
@@ -193,8 +254,8 @@ func deriveStatus(facts reconcileFacts, prev v1alpha1.PodSecurityConstraintsStat
 			if fs.State == v1alpha1.FeatureEnforced {
 				st.EnforcedFeatures++
 			}
-			st.TotalViolations += fs.TotalViolations
 		}
+		st.TotalViolations = constraintViolations(facts.Features)
 	} else {
 		// A stalled object keeps the last known feature status: nothing was changed.
 		st.Features = prev.Features

@@ -1,6 +1,10 @@
 package controllers
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -8,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/yaml"
 
 	"github.com/podsecurity/psc-operator/api/v1alpha1"
 	"github.com/podsecurity/psc-operator/templates"
@@ -27,10 +32,70 @@ func enforcedFacts(name string) featureFacts {
 		Feature: feature(name), Enabled: true, EnforcementAction: v1alpha1.EnforcementDeny,
 		Template:           templateObservation{Exists: true, Created: true},
 		ConstraintCRDReady: true,
+		// A constraint of its own, as for a feature with its own excludedNamespaces.
+		ConstraintName: feature(name).ObjectName(), ConstraintFeatures: []string{name},
 		Constraint: constraintObservation{Exists: true, Generation: 2, ByPod: []constraintPodStatus{
 			{ID: "gk-audit", Enforced: true, ObservedGeneration: 2},
 			{ID: "gk-webhook", Enforced: true, ObservedGeneration: 2},
 		}},
+	}
+}
+
+// sharedFacts are the facts of an enforced feature whose constraint, psc-deny, it shares with
+// privilegedContainers, capabilities and seccomp: the constraint has total violations, of which
+// Gatekeeper lists one per message feature given.
+func sharedFacts(name string, total int64, listed ...string) featureFacts {
+	f := enforcedFacts(name)
+	f.ConstraintName = "psc-deny"
+	f.ConstraintFeatures = []string{"privilegedContainers", "capabilities", "seccomp"}
+	f.Constraint.TotalViolations = total
+	for i, l := range listed {
+		f.Constraint.Violations = append(f.Constraint.Violations, v1alpha1.Violation{Kind: "Pod", Name: fmt.Sprintf("p%d", i), Message: "psc/" + l + ": bad"})
+	}
+	return f
+}
+
+func TestFeatureViolations(t *testing.T) {
+	many := make([]string, 7)
+	for i := range many {
+		many[i] = "capabilities"
+	}
+	for _, tc := range []struct {
+		name        string
+		facts       featureFacts
+		wantTotal   int64
+		wantExact   bool
+		wantSamples int
+	}{
+		{"alone: the constraint's total, whatever is listed", func() featureFacts {
+			f := enforcedFacts("capabilities")
+			f.Constraint.TotalViolations = 40
+			f.Constraint.Violations = sharedFacts("capabilities", 0, many...).Constraint.Violations
+			return f
+		}(), 40, true, v1alpha1.MaxSampleViolations},
+		{"shared, all listed: exact, by message", sharedFacts("capabilities", 4, "privilegedContainers", "capabilities", "seccomp", "capabilities"), 2, true, 2},
+		{"shared, none of its own", sharedFacts("seccomp", 2, "privilegedContainers", "capabilities"), 0, true, 0},
+		{"shared, more than listed: a lower bound", sharedFacts("capabilities", 30, append([]string{"seccomp"}, many...)...), 7, false, v1alpha1.MaxSampleViolations},
+		{"a message of no feature counts for none", sharedFacts("capabilities", 1, "nosuchfeature"), 0, true, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := featureViolations(tc.facts)
+			if got.Total != tc.wantTotal || got.Exact != tc.wantExact || len(got.Samples) != tc.wantSamples {
+				t.Errorf("got total %d exact %v with %d samples, want %d %v %d", got.Total, got.Exact, len(got.Samples), tc.wantTotal, tc.wantExact, tc.wantSamples)
+			}
+			for _, v := range got.Samples {
+				if f := templates.FeatureOfMessage(v.Message); f != tc.facts.Feature.Name && len(tc.facts.ConstraintFeatures) > 1 {
+					t.Errorf("sample of feature %q shown for %s", f, tc.facts.Feature.Name)
+				}
+			}
+			st := featureStatus(tc.facts, true)
+			if st.TotalViolations != got.Total || len(st.Violations) != len(got.Samples) {
+				t.Errorf("status shows %d violations with %d samples, want %d with %d", st.TotalViolations, len(st.Violations), got.Total, len(got.Samples))
+			}
+			if lowerBound := strings.Contains(st.Message, "at least"); lowerBound == tc.wantExact {
+				t.Errorf("message %q: says a lower bound %v, want %v", st.Message, lowerBound, !tc.wantExact)
+			}
+		})
 	}
 }
 
@@ -123,6 +188,16 @@ func TestDeriveStatus(t *testing.T) {
 			facts:     reconcileFacts{Generation: 3, MasterEnabled: true, Features: []featureFacts{pending, broken}},
 			wantReady: metav1.ConditionFalse, wantReason: ReasonFeatureError, wantMsg: "sysctls: Gatekeeper reported template errors: compile error",
 			wantConds: []string{"Ready", "Stalled"}, wantOG: 3, wantCounts: [3]int64{2, 0, 0},
+		},
+		{
+			name: "features sharing a constraint count its violations once",
+			facts: reconcileFacts{Generation: 3, MasterEnabled: true, Features: []featureFacts{
+				sharedFacts("privilegedContainers", 30, "privilegedContainers", "capabilities", "capabilities"),
+				sharedFacts("capabilities", 30, "privilegedContainers", "capabilities", "capabilities"),
+				func() featureFacts { f := enforcedFacts("sysctls"); f.Constraint.TotalViolations = 3; return f }(),
+			}},
+			wantReady: metav1.ConditionTrue, wantReason: ReasonEnforced, wantMsg: "All 3 enabled features are enforced.",
+			wantConds: []string{"Ready"}, wantOG: 3, wantCounts: [3]int64{3, 3, 33},
 		},
 		{
 			name:      "gatekeeper missing",
@@ -224,7 +299,8 @@ func TestObserveGatekeeperStatus(t *testing.T) {
 		},
 	}}
 	c := observeConstraint(con)
-	if c.Generation != 3 || c.TotalViolations != 8 || len(c.Violations) != v1alpha1.MaxSampleViolations || c.AuditTimestamp == nil {
+	// Every listed violation is kept: the constraint's features share them.
+	if c.Generation != 3 || c.TotalViolations != 8 || len(c.Violations) != 8 || c.AuditTimestamp == nil {
 		t.Errorf("constraint observation %+v", c)
 	}
 	if len(c.ByPod) != 2 || c.ByPod[0].ID != "y" || c.ByPod[0].Enforced || !c.ByPod[1].Enforced {
@@ -263,6 +339,102 @@ func TestUpToDate(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := upToDate(desired, &unstructured.Unstructured{Object: tc.live}); got != tc.want {
 				t.Errorf("upToDate = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestUpToDateConstraintParameters: a constraint's parameters are compared whole, so that a
+// feature taken out of a constraint (switched off, or moved to another) is taken out of the
+// live one.
+func TestUpToDateConstraintParameters(t *testing.T) {
+	constraint := func(features map[string]interface{}, extraSpec map[string]interface{}) *unstructured.Unstructured {
+		spec := map[string]interface{}{"enforcementAction": "scoped", "parameters": map[string]interface{}{"features": features}}
+		for k, v := range extraSpec {
+			spec[k] = v
+		}
+		u := &unstructured.Unstructured{Object: map[string]interface{}{"spec": spec}}
+		u.SetGroupVersionKind(templates.ConstraintGroupVersion.WithKind(templates.PolicyKind))
+		u.SetName("psc-deny")
+		return u
+	}
+	desired := constraint(map[string]interface{}{"capabilities": map[string]interface{}{"requiredDropCapabilities": []interface{}{"ALL"}}}, nil)
+	for _, tc := range []struct {
+		name string
+		live *unstructured.Unstructured
+		want bool
+	}{
+		{"same, with fields others set outside parameters", constraint(map[string]interface{}{"capabilities": map[string]interface{}{"requiredDropCapabilities": []interface{}{"ALL"}}},
+			map[string]interface{}{"match": map[string]interface{}{"kinds": []interface{}{}}}), true},
+		{"a feature left over", constraint(map[string]interface{}{"capabilities": map[string]interface{}{"requiredDropCapabilities": []interface{}{"ALL"}}, "sysctls": map[string]interface{}{}}, nil), false},
+		{"a parameter left over", constraint(map[string]interface{}{"capabilities": map[string]interface{}{"requiredDropCapabilities": []interface{}{"ALL"}, "allowedCapabilities": []interface{}{"X"}}}, nil), false},
+		{"a feature missing", constraint(map[string]interface{}{}, nil), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := upToDate(desired, tc.live); got != tc.want {
+				t.Errorf("upToDate = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestAppliedLabels: the Applied event names the features whose entry of a changed constraint
+// changed, and those a constraint no longer enforces because they were switched off.
+func TestAppliedLabels(t *testing.T) {
+	con := func(name string, features ...string) templates.Item {
+		entries := map[string]interface{}{}
+		for _, f := range features {
+			entries[f] = map[string]interface{}{}
+		}
+		u := &unstructured.Unstructured{Object: map[string]interface{}{"spec": map[string]interface{}{
+			"enforcementAction": "scoped", "parameters": map[string]interface{}{"features": entries},
+		}}}
+		u.SetGroupVersionKind(templates.ConstraintGroupVersion.WithKind(templates.PolicyKind))
+		u.SetName(name)
+		return templates.Item{Role: templates.RoleConstraint, Features: features, Object: u}
+	}
+	enabled := func(names ...string) []featureFacts {
+		var out []featureFacts
+		for _, f := range templates.Features() {
+			out = append(out, featureFacts{Feature: f, Enabled: slices.Contains(names, f.Name)})
+		}
+		return out
+	}
+	changedParam := con("psc-deny", "privilegedContainers", "capabilities")
+	changedParam.Object.Object["spec"].(map[string]interface{})["parameters"].(map[string]interface{})["features"].(map[string]interface{})["capabilities"] =
+		map[string]interface{}{"requiredDropCapabilities": []interface{}{"ALL"}}
+	for _, tc := range []struct {
+		name     string
+		template bool
+		cons     []templates.Item
+		results  []constraintApply
+		features []featureFacts
+		want     []string
+	}{
+		{"new constraint: all its features", true, []templates.Item{con("psc-deny", "privilegedContainers", "capabilities")},
+			[]constraintApply{{changed: true}}, enabled("privilegedContainers", "capabilities"),
+			[]string{policyTemplateLabel, "privilegedContainers", "capabilities"}},
+		{"a feature added", false, []templates.Item{con("psc-deny", "privilegedContainers", "capabilities")},
+			[]constraintApply{{changed: true, prev: con("psc-deny", "privilegedContainers").Object}}, enabled("privilegedContainers", "capabilities"),
+			[]string{"capabilities"}},
+		{"a parameter changed", false, []templates.Item{changedParam},
+			[]constraintApply{{changed: true, prev: con("psc-deny", "privilegedContainers", "capabilities").Object}}, enabled("privilegedContainers", "capabilities"),
+			[]string{"capabilities"}},
+		{"a feature switched off", false, []templates.Item{con("psc-deny", "privilegedContainers")},
+			[]constraintApply{{changed: true, prev: con("psc-deny", "privilegedContainers", "sysctls").Object}}, enabled("privilegedContainers"),
+			[]string{"sysctls (off)"}},
+		{"a feature moved to another constraint", false, []templates.Item{con("psc-deny", "privilegedContainers"), con("psc-warn", "sysctls")},
+			[]constraintApply{{changed: true, prev: con("psc-deny", "privilegedContainers", "sysctls").Object}, {changed: true}}, enabled("privilegedContainers", "sysctls"),
+			[]string{"sysctls"}},
+		{"a repaired constraint: all its features", false, []templates.Item{con("psc-deny", "privilegedContainers", "sysctls")},
+			[]constraintApply{{changed: true, prev: con("psc-deny", "privilegedContainers", "sysctls").Object}}, enabled("privilegedContainers", "sysctls"),
+			[]string{"privilegedContainers", "sysctls"}},
+		{"unchanged constraints: nothing", false, []templates.Item{con("psc-deny", "privilegedContainers")},
+			[]constraintApply{{}}, enabled("privilegedContainers"), nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := appliedLabels(tc.template, tc.cons, tc.results, tc.features); !slices.Equal(got, tc.want) {
+				t.Errorf("got %q, want %q", got, tc.want)
 			}
 		})
 	}
@@ -362,5 +534,39 @@ func TestDeriveStatusProfile(t *testing.T) {
 	facts.Profile, facts.ProfileVersion = "", ""
 	if st = deriveStatus(facts, st, now); st.Profile != "" || st.ProfileVersion != "" {
 		t.Errorf("profile %q %q shown without one in force", st.Profile, st.ProfileVersion)
+	}
+}
+
+// TestRenderedObjectsUpToDateAfterRoundTrip: every object rendered from the full sample is up to
+// date with itself as the API server returns it (JSON numbers, lists and maps), so a steady
+// state applies nothing; the constraints' parameters are compared whole (sameValue).
+func TestRenderedObjectsUpToDateAfterRoundTrip(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "config", "samples", "policy_v1alpha1_podsecurityconstraints_full.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	psc := &v1alpha1.PodSecurityConstraints{}
+	if err := yaml.UnmarshalStrict(data, psc); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := templates.Render(&psc.Spec, templates.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(inv.Items(templates.RoleConstraint)) == 0 {
+		t.Fatal("the full sample renders no constraint")
+	}
+	for _, obj := range inv.Objects() {
+		raw, err := obj.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		live := &unstructured.Unstructured{}
+		if err := live.UnmarshalJSON(raw); err != nil {
+			t.Fatal(err)
+		}
+		if !upToDate(obj, live) {
+			t.Errorf("%s %s is not up to date with itself after a JSON round trip", obj.GetKind(), obj.GetName())
+		}
 	}
 }

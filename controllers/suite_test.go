@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -46,12 +47,35 @@ type testEnv struct {
 	// applies counts the operator's patches of Gatekeeper objects (server-side applies), a
 	// subset of writes; a reconcile that finds everything in place makes none.
 	applies atomic.Int64
+	// applyLog records the operator's applies of Gatekeeper objects, as "Kind/name", in order.
+	applyLog applyLog
 	// reads counts the operator's GET requests other than watches (cached reads make none).
 	reads  atomic.Int64
 	cancel context.CancelFunc
 	done   chan struct{}
 	// newProbe, when set, gives the operator an admission probe (probe_envtest_test.go).
 	newProbe func(client.Client) *AdmissionProbe
+}
+
+// applyLog is the order in which the operator applied Gatekeeper objects.
+type applyLog struct {
+	mu      sync.Mutex
+	entries []string
+}
+
+func (l *applyLog) add(entry string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.entries = append(l.entries, entry)
+}
+
+// take returns the entries recorded so far and starts over.
+func (l *applyLog) take() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := l.entries
+	l.entries = nil
+	return out
 }
 
 func newScheme() *runtime.Scheme {
@@ -202,8 +226,9 @@ func (te *testEnv) interceptors() interceptor.Funcs {
 		},
 		Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
 			te.writes.Add(1)
-			if _, ok := obj.(*unstructured.Unstructured); ok {
+			if u, ok := obj.(*unstructured.Unstructured); ok {
 				te.applies.Add(1)
+				te.applyLog.add(u.GetKind() + "/" + u.GetName())
 			}
 			if _, ok := obj.(*unstructured.Unstructured); ok && te.conflicts.Load() > 0 {
 				te.conflicts.Add(-1)

@@ -19,13 +19,14 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/podsecurity/psc-operator/api/v1alpha1"
+	"github.com/podsecurity/psc-operator/templates"
 )
 
 // Enforcement by the API server itself (spec.validatingAdmissionPolicy). The operator writes
-// no ValidatingAdmissionPolicy: it sets generateVAP on the templates and names the enforcement
-// point vap.k8s.io in the constraints (templates.Render), and Gatekeeper's generate operation
-// writes the policy (gatekeeper-<template>, owned by the template) and the binding
-// (gatekeeper-<kind>-<constraint>, owned by the constraint). The operator only reads them, to
+// no ValidatingAdmissionPolicy: it sets generateVAP on the policy template and names the
+// enforcement point vap.k8s.io in the constraints (templates.Render), and Gatekeeper's generate
+// operation writes the policy (templates.PolicyName, owned by the template) and one binding per
+// constraint (templates.BindingName, owned by the constraint). The operator only reads them, to
 // report whether they exist, next to what Gatekeeper reports: the template's
 // status.byPod[].vapGenerationStatus and the constraint's status.byPod[].enforcementPointsStatus.
 //
@@ -99,14 +100,14 @@ func apiServerStatus(f featureFacts) *v1alpha1.FeatureAPIServerStatus {
 	if !f.Enabled || !v.Wanted {
 		return nil
 	}
-	st := &v1alpha1.FeatureAPIServerStatus{PolicyName: f.Feature.PolicyName()}
+	st := &v1alpha1.FeatureAPIServerStatus{PolicyName: templates.PolicyName()}
 	if !v.Binds {
 		st.State = v1alpha1.APIServerNotBound
 		st.Message = fmt.Sprintf("The feature is in %s: Gatekeeper's webhook gives the warning and no binding is made, so that a request never gets it twice; the API server does not judge it.",
 			f.EnforcementAction)
 		return st
 	}
-	st.BindingName = f.Feature.BindingName()
+	st.BindingName = templates.BindingName(f.ConstraintName)
 	pending := func(msg string) *v1alpha1.FeatureAPIServerStatus {
 		st.State, st.Message = v1alpha1.APIServerPending, msg
 		return st
@@ -245,40 +246,58 @@ func apiServerCondition(facts reconcileFacts, st v1alpha1.PodSecurityConstraints
 		len(active))+notBound)
 }
 
-// observeVAP reads the policy and binding Gatekeeper generates for each enabled feature. It
-// starts the watches on the two kinds the first time it is needed.
+// observeVAP reads the policy Gatekeeper generates from the policy template and the binding it
+// generates for each constraint that binds it, each once, for the enabled features. It starts
+// the watches on the two kinds the first time it is needed.
 func (r *Reconciler) observeVAP(ctx context.Context, features []featureFacts) {
 	r.vapWatch.start(ctx)
+	var policy *vapPolicyObservation
+	policyErr := ""
+	bindings := map[string]vapBindingObservation{}
+	bindingErrs := map[string]string{}
 	for i := range features {
 		f := &features[i]
 		if !f.Enabled || !f.VAP.Wanted {
 			continue
 		}
-		policy := &admissionregistrationv1.ValidatingAdmissionPolicy{}
-		err := r.APIReader.Get(ctx, types.NamespacedName{Name: f.Feature.PolicyName()}, policy)
-		switch {
-		case err == nil:
-			f.VAP.Policy = vapPolicyObservation{Exists: policy.DeletionTimestamp.IsZero(), TypeWarnings: typeWarnings(policy)}
-		case apierrors.IsNotFound(err):
-		default:
-			f.VAP.ReadError = err.Error()
+		if policy == nil {
+			policy = &vapPolicyObservation{}
+			p := &admissionregistrationv1.ValidatingAdmissionPolicy{}
+			err := r.APIReader.Get(ctx, types.NamespacedName{Name: templates.PolicyName()}, p)
+			switch {
+			case err == nil:
+				*policy = vapPolicyObservation{Exists: p.DeletionTimestamp.IsZero(), TypeWarnings: typeWarnings(p)}
+			case !apierrors.IsNotFound(err):
+				policyErr = err.Error()
+			}
+		}
+		if policyErr != "" {
+			f.VAP.ReadError = policyErr
 			continue
 		}
+		f.VAP.Policy = *policy
 		if !f.VAP.Binds {
 			continue
 		}
-		binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{}
-		err = r.APIReader.Get(ctx, types.NamespacedName{Name: f.Feature.BindingName()}, binding)
-		switch {
-		case err == nil:
-			obs := vapBindingObservation{Exists: binding.DeletionTimestamp.IsZero(), PolicyName: binding.Spec.PolicyName}
-			for _, a := range binding.Spec.ValidationActions {
-				obs.ValidationActions = append(obs.ValidationActions, string(a))
+		name := templates.BindingName(f.ConstraintName)
+		if _, done := bindings[name]; !done {
+			obs := vapBindingObservation{}
+			binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{}
+			err := r.APIReader.Get(ctx, types.NamespacedName{Name: name}, binding)
+			switch {
+			case err == nil:
+				obs = vapBindingObservation{Exists: binding.DeletionTimestamp.IsZero(), PolicyName: binding.Spec.PolicyName}
+				for _, a := range binding.Spec.ValidationActions {
+					obs.ValidationActions = append(obs.ValidationActions, string(a))
+				}
+			case !apierrors.IsNotFound(err):
+				bindingErrs[name] = err.Error()
 			}
-			f.VAP.Binding = obs
-		case apierrors.IsNotFound(err):
-		default:
-			f.VAP.ReadError = err.Error()
+			bindings[name] = obs
+		}
+		f.VAP.Binding = bindings[name]
+		if msg := bindingErrs[name]; msg != "" {
+			f.VAP.ReadError = msg
 		}
 	}
 }

@@ -45,15 +45,18 @@ func TestVAPNeverLocksOutSystemNamespaces(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := feature("hostNamespaces")
-	tmpl, _ := inv.Find(templates.RoleTemplate, f.Name)
-	con, _ := inv.Find(templates.RoleConstraint, f.Name)
+	tmpl, _ := inv.Find(templates.RoleTemplate, "hostNamespaces")
+	// hostNamespaces has namespaces of its own: its own constraint, psc-host-namespaces.
+	con, _ := inv.Find(templates.RoleConstraint, "hostNamespaces")
+	if con.GetName() != "psc-host-namespaces" {
+		t.Fatalf("hostNamespaces is enforced by %s, want its own constraint psc-host-namespaces", con.GetName())
+	}
 
 	// What Gatekeeper's generate operation would create: the constraint CRD, then the policy
 	// from the template and the binding from the constraint.
 	fg := &fakeGatekeeper{c: c}
 	eventually(t, waitTimeout, func() error {
-		ok, err := fg.ensureConstraintCRD(ctx, f.ConstraintKind())
+		ok, err := fg.ensureConstraintCRD(ctx, templates.PolicyKind)
 		if err == nil && !ok {
 			err = fmt.Errorf("constraint CRD not established yet")
 		}
@@ -149,9 +152,9 @@ func generatedVAP(t *testing.T, tmpl, con *unstructured.Unstructured) (*admissio
 	if err != nil {
 		t.Fatalf("Gatekeeper's transform of the constraint: %v", err)
 	}
-	if betaBinding.Name != feature("hostNamespaces").BindingName() || beta.Name != feature("hostNamespaces").PolicyName() {
-		t.Fatalf("Gatekeeper names them %s and %s; templates.Feature says %s and %s", beta.Name, betaBinding.Name,
-			feature("hostNamespaces").PolicyName(), feature("hostNamespaces").BindingName())
+	if betaBinding.Name != templates.BindingName(con.GetName()) || beta.Name != templates.PolicyName() {
+		t.Fatalf("Gatekeeper names them %s and %s; templates says %s and %s", beta.Name, betaBinding.Name,
+			templates.PolicyName(), templates.BindingName(con.GetName()))
 	}
 	// v1beta1 and v1 have the same fields; Gatekeeper converts the same way on 1.30+.
 	policy := &admissionregistrationv1.ValidatingAdmissionPolicy{}

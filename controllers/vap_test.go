@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/podsecurity/psc-operator/api/v1alpha1"
+	"github.com/podsecurity/psc-operator/templates"
 )
 
 // apiServerFacts are the facts of a feature in deny that Gatekeeper enforces on the webhook
@@ -20,7 +21,7 @@ func apiServerFacts(name string) featureFacts {
 	f.Constraint.ByPod[1].VAP = vapGeneration{State: gatekeeperVAPGenerated, ObservedGeneration: 2}
 	f.VAP = vapFacts{Wanted: true, Binds: true,
 		Policy:  vapPolicyObservation{Exists: true},
-		Binding: vapBindingObservation{Exists: true, PolicyName: "gatekeeper-psc" + strings.ToLower(name), ValidationActions: []string{"Deny"}}}
+		Binding: vapBindingObservation{Exists: true, PolicyName: templates.PolicyName(), ValidationActions: []string{"Deny"}}}
 	return f
 }
 
@@ -33,7 +34,7 @@ func TestAPIServerStatus(t *testing.T) {
 		wantFS    v1alpha1.FeatureState
 	}{
 		{"active", func(*featureFacts) {}, v1alpha1.APIServerActive,
-			"The API server enforces the feature (Deny) through the ValidatingAdmissionPolicy gatekeeper-pschostnamespaces and the binding gatekeeper-pschostnamespaces-psc-host-namespaces.", v1alpha1.FeatureEnforced},
+			"The API server enforces the feature (Deny) through the ValidatingAdmissionPolicy gatekeeper-pscpodsecurity and the binding gatekeeper-pscpodsecurity-psc-host-namespaces.", v1alpha1.FeatureEnforced},
 		{"not asked for", func(f *featureFacts) { f.VAP = vapFacts{} }, "", "", v1alpha1.FeatureEnforced},
 		{"feature off", func(f *featureFacts) { f.Enabled = false }, "", "", v1alpha1.FeatureDisabled},
 		{"warn is not bound", func(f *featureFacts) {
@@ -44,25 +45,25 @@ func TestAPIServerStatus(t *testing.T) {
 		}, v1alpha1.APIServerActive, "enforces the feature (Audit)", v1alpha1.FeatureEnforced},
 		{"policy generation failed", func(f *featureFacts) {
 			f.Template.VAP = []vapGeneration{{State: gatekeeperVAPError, Message: "ValidatingAdmissionPolicy is not generated: bad"}}
-		}, v1alpha1.APIServerError, "Gatekeeper could not generate the API server's policy for the feature: ValidatingAdmissionPolicy gatekeeper-pschostnamespaces: ValidatingAdmissionPolicy is not generated: bad", v1alpha1.FeatureError},
+		}, v1alpha1.APIServerError, "Gatekeeper could not generate the API server's policy for the feature: ValidatingAdmissionPolicy gatekeeper-pscpodsecurity: ValidatingAdmissionPolicy is not generated: bad", v1alpha1.FeatureError},
 		{"binding generation failed", func(f *featureFacts) {
 			f.Constraint.ByPod[1].VAP = vapGeneration{State: gatekeeperVAPError, Message: "denied"}
-		}, v1alpha1.APIServerError, "binding gatekeeper-pschostnamespaces-psc-host-namespaces: denied", v1alpha1.FeatureError},
+		}, v1alpha1.APIServerError, "binding gatekeeper-pscpodsecurity-psc-host-namespaces: denied", v1alpha1.FeatureError},
 		{"policy not generated yet", func(f *featureFacts) { f.Template.VAP = nil }, v1alpha1.APIServerPending,
-			"Waiting for Gatekeeper to generate the ValidatingAdmissionPolicy gatekeeper-pschostnamespaces", v1alpha1.FeaturePending},
+			"Waiting for Gatekeeper to generate the ValidatingAdmissionPolicy gatekeeper-pscpodsecurity", v1alpha1.FeaturePending},
 		{"policy generated for an older template", func(f *featureFacts) { f.Template.VAP[0].ObservedGeneration = 3 }, v1alpha1.APIServerPending,
 			"Waiting for Gatekeeper to generate the ValidatingAdmissionPolicy", v1alpha1.FeaturePending},
 		{"policy reported but missing", func(f *featureFacts) { f.VAP.Policy.Exists = false }, v1alpha1.APIServerPending,
-			"reports the ValidatingAdmissionPolicy gatekeeper-pschostnamespaces generated, but it does not exist", v1alpha1.FeaturePending},
+			"reports the ValidatingAdmissionPolicy gatekeeper-pscpodsecurity generated, but it does not exist", v1alpha1.FeaturePending},
 		{"Gatekeeper waits before binding", func(f *featureFacts) {
 			f.Constraint.ByPod[1].VAP = vapGeneration{State: gatekeeperVAPWaiting, Message: "waiting until 2026-11-30T09:00:00Z"}
-		}, v1alpha1.APIServerPending, "Gatekeeper waits before it generates the binding gatekeeper-pschostnamespaces-psc-host-namespaces (--default-wait-for-vapb-generation", v1alpha1.FeaturePending},
+		}, v1alpha1.APIServerPending, "Gatekeeper waits before it generates the binding gatekeeper-pscpodsecurity-psc-host-namespaces (--default-wait-for-vapb-generation", v1alpha1.FeaturePending},
 		{"binding not generated yet", func(f *featureFacts) { f.Constraint.ByPod[1].VAP = vapGeneration{} }, v1alpha1.APIServerPending,
 			"Waiting for Gatekeeper to generate the binding", v1alpha1.FeaturePending},
 		{"binding for an older constraint", func(f *featureFacts) { f.Constraint.ByPod[1].VAP.ObservedGeneration = 1 }, v1alpha1.APIServerPending,
 			"Waiting for Gatekeeper to generate the binding", v1alpha1.FeaturePending},
 		{"binding reported but missing", func(f *featureFacts) { f.VAP.Binding = vapBindingObservation{} }, v1alpha1.APIServerPending,
-			"reports the binding gatekeeper-pschostnamespaces-psc-host-namespaces generated, but it does not exist", v1alpha1.FeaturePending},
+			"reports the binding gatekeeper-pscpodsecurity-psc-host-namespaces generated, but it does not exist", v1alpha1.FeaturePending},
 		{"binding to another policy", func(f *featureFacts) { f.VAP.Binding.PolicyName = "other" }, v1alpha1.APIServerPending,
 			`refers to "other"`, v1alpha1.FeaturePending},
 		{"read error", func(f *featureFacts) { f.VAP.ReadError = "forbidden" }, v1alpha1.APIServerPending,
@@ -157,7 +158,7 @@ func TestAPIServerConditionAndReady(t *testing.T) {
 			wantReady: ReasonProgressing, wantRMsg: "hostNamespaces", wantStates: []v1alpha1.FeatureState{v1alpha1.FeaturePending, v1alpha1.FeatureEnforced}},
 		{name: "generation error is a feature error", vap: true, master: true, features: []featureFacts{failedVAP()}, admission: verified,
 			wantCond: metav1.ConditionFalse, wantReason: ReasonAPIServerGenerationFailed, wantMsg: "for 1 features: hostNamespaces: Gatekeeper could not generate",
-			wantReady: ReasonFeatureError, wantRMsg: "hostNamespaces: Gatekeeper could not generate the API server's policy for the feature: ValidatingAdmissionPolicy gatekeeper-pschostnamespaces: boom",
+			wantReady: ReasonFeatureError, wantRMsg: "hostNamespaces: Gatekeeper could not generate the API server's policy for the feature: ValidatingAdmissionPolicy gatekeeper-pscpodsecurity: boom",
 			wantStates: []v1alpha1.FeatureState{v1alpha1.FeatureError}},
 		{name: "Gatekeeper down: enforced by the API server only", vap: true, master: true, features: []featureFacts{apiServerFacts("hostNamespaces"), apiServerFacts("capabilities")}, admission: down,
 			wantCond: metav1.ConditionTrue, wantReason: ReasonAPIServerEnforced,

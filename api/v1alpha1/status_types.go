@@ -47,12 +47,14 @@ type FeatureAPIServerStatus struct {
 	// +kubebuilder:validation:Enum=Active;Pending;Error;NotBound
 	State APIServerState `json:"state"`
 
-	// PolicyName is the ValidatingAdmissionPolicy Gatekeeper generates from the template.
+	// PolicyName is the ValidatingAdmissionPolicy Gatekeeper generates from the policy
+	// template (gatekeeper-pscpodsecurity), shared by every feature.
 	// +optional
 	PolicyName string `json:"policyName,omitempty"`
 
 	// BindingName is the ValidatingAdmissionPolicyBinding Gatekeeper generates for the
-	// constraint; empty when the feature binds none (warn).
+	// feature's constraint (gatekeeper-pscpodsecurity-<constraintName>), shared by the features
+	// of that constraint; empty when the feature binds none (warn).
 	// +optional
 	BindingName string `json:"bindingName,omitempty"`
 
@@ -141,7 +143,8 @@ type PodSecurityConstraintsStatus struct {
 	// +optional
 	EnforcedFeatures int32 `json:"enforcedFeatures"`
 
-	// TotalViolations is the sum of the audit violations of all features.
+	// TotalViolations is the sum of the audit violations of the constraints (each
+	// constraint's totalViolations, exact).
 	// +optional
 	TotalViolations int64 `json:"totalViolations"`
 
@@ -161,11 +164,15 @@ type FeatureStatus struct {
 	// that Gatekeeper's webhook is not judging pods.
 	State FeatureState `json:"state"`
 
-	// TemplateName is the ConstraintTemplate generated for the feature.
+	// TemplateName is the ConstraintTemplate that holds the feature's policy: pscpodsecurity,
+	// one template for every feature.
 	// +optional
 	TemplateName string `json:"templateName,omitempty"`
 
-	// ConstraintKind and ConstraintName identify the generated constraint.
+	// ConstraintKind and ConstraintName identify the constraint that enforces the feature:
+	// kind PSCPodSecurity, named psc-deny, psc-warn or psc-dryrun after the feature's
+	// enforcement action (shared with the other features of that action), or after the feature
+	// (e.g. psc-host-namespaces) when it has excludedNamespaces of its own.
 	// +optional
 	ConstraintKind string `json:"constraintKind,omitempty"`
 	// +optional
@@ -179,19 +186,27 @@ type FeatureStatus struct {
 	// +optional
 	TemplateCreated bool `json:"templateCreated,omitempty"`
 
-	// Enforced is true when every Gatekeeper pod enforces the constraint's current generation.
+	// Enforced is true when Gatekeeper created the template and every Gatekeeper pod enforces
+	// the current generation of the feature's constraint (switching a feature on or off
+	// changes its constraint's parameters, and so its generation).
 	// +optional
 	Enforced bool `json:"enforced,omitempty"`
 
-	// TotalViolations is the constraint's audit violation count.
+	// TotalViolations counts the feature's audit violations: its constraint's totalViolations
+	// when the feature is alone in its constraint; otherwise the violations Gatekeeper lists on
+	// the constraint whose message names the feature. Gatekeeper lists at most
+	// --constraint-violations-limit violations per constraint (20 by default): beyond that the
+	// count is a lower bound, which the feature's message says; status.totalViolations stays
+	// exact.
 	// +optional
 	TotalViolations int64 `json:"totalViolations,omitempty"`
 
-	// AuditTimestamp is when Gatekeeper's audit last ran for the constraint.
+	// AuditTimestamp is when Gatekeeper's audit last ran for the feature's constraint.
 	// +optional
 	AuditTimestamp *metav1.Time `json:"auditTimestamp,omitempty"`
 
-	// Violations are up to five audit violations, as samples.
+	// Violations are up to five of the feature's audit violations, as samples, out of those
+	// Gatekeeper lists on its constraint.
 	// +kubebuilder:validation:MaxItems=5
 	// +listType=atomic
 	// +optional
@@ -231,7 +246,8 @@ type Violation struct {
 }
 
 // PodSecurityConstraints switches pod security features on for the whole cluster; the
-// operator turns each enabled feature into a Gatekeeper ConstraintTemplate and Constraint.
+// operator turns the enabled features into one Gatekeeper ConstraintTemplate and a constraint
+// per enforcement action (and per feature with namespaces of its own).
 // There is one per cluster, named "cluster".
 //
 // +kubebuilder:object:root=true
