@@ -69,7 +69,7 @@ func TestStatusFullSample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{templates.PolicyKind + "/" + denyName, "ConstraintTemplate/" + templates.PolicyTemplateName}; strings.Join(left, ",") != strings.Join(want, ",") {
+	if want := sorted([]string{templates.PolicyKind + "/" + denyName, "ConstraintTemplate/" + templates.PolicyTemplateName}); strings.Join(left, ",") != strings.Join(want, ",") {
 		t.Errorf("generated objects %v, want %v (one template, one constraint)", left, want)
 	}
 
