@@ -10,7 +10,11 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podsecurity/psc-operator/api/v1alpha1"
 	"github.com/podsecurity/psc-operator/templates"
@@ -240,4 +244,74 @@ func expectPolicyLabels(t *testing.T, u *unstructured.Unstructured) {
 	if f, ok := l[templates.LabelFeature]; ok {
 		t.Errorf("%s %s has feature label %q; it serves several features", u.GetKind(), u.GetName(), f)
 	}
+}
+
+// TestUpgradeFromPerFeatureLayout: a ConstraintTemplate of the per-feature layout of earlier
+// releases (pschostnamespaces, kind PSCHostNamespaces, with the operator's label) and its
+// constraint are pruned once the operator applies the one template: Gatekeeper stops
+// enforcing it, the garbage collector removes its constraint CRD, and pods are judged by
+// psc-deny alone.
+func TestUpgradeFromPerFeatureLayout(t *testing.T) {
+	startScenario(t)
+	ctx := context.Background()
+	ns := newNamespace(t, "upgrade")
+	const (
+		oldTemplate   = "pschostnamespaces"
+		oldKind       = "PSCHostNamespaces"
+		oldConstraint = "psc-host-namespaces"
+		oldMessage    = "old-layout: hostPID"
+	)
+	labels := map[string]interface{}{templates.LabelManagedBy: templates.ManagedByValue, templates.LabelFeature: "hostNamespaces"}
+	tmpl := &unstructured.Unstructured{Object: map[string]interface{}{
+		"apiVersion": templates.TemplateGVK.GroupVersion().String(), "kind": "ConstraintTemplate",
+		"metadata": map[string]interface{}{"name": oldTemplate, "labels": labels},
+		"spec": map[string]interface{}{
+			"crd": map[string]interface{}{"spec": map[string]interface{}{"names": map[string]interface{}{"kind": oldKind}}},
+			"targets": []interface{}{map[string]interface{}{
+				"target": "admission.k8s.gatekeeper.sh",
+				"code": []interface{}{map[string]interface{}{"engine": "Rego", "source": map[string]interface{}{
+					"version": "v1",
+					"rego":    "package " + oldTemplate + "\n\nviolation contains {\"msg\": \"" + oldMessage + "\"} if input.review.object.spec.hostPID == true\n",
+				}}},
+			}},
+		},
+	}}
+	constraint := &unstructured.Unstructured{Object: map[string]interface{}{
+		"apiVersion": templates.ConstraintGroupVersion.String(), "kind": oldKind,
+		"metadata": map[string]interface{}{"name": oldConstraint, "labels": labels},
+		"spec": map[string]interface{}{
+			"enforcementAction": "deny",
+			"match":             map[string]interface{}{"kinds": []interface{}{map[string]interface{}{"apiGroups": []interface{}{""}, "kinds": []interface{}{"Pod"}}}},
+		},
+	}}
+	t.Cleanup(func() { _ = k8s.Delete(context.Background(), tmpl.DeepCopy()) })
+	if err := k8s.Create(ctx, tmpl.DeepCopy()); err != nil {
+		t.Fatalf("creating the old-layout template %s: %v", oldTemplate, err)
+	}
+	eventually(t, 60*time.Second, "the old-layout constraint to be created", func() (bool, string) {
+		err := k8s.Create(ctx, constraint.DeepCopy())
+		return err == nil, fmt.Sprintf("%v", err)
+	})
+	eventually(t, 30*time.Second, "the old-layout constraint to deny a hostPID pod", func() (bool, string) {
+		_, err := clientset.CoreV1().Pods(ns).Create(ctx, hostPIDPod(ns, "old"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		return err != nil && strings.Contains(err.Error(), "["+oldConstraint+"] "+oldMessage), fmt.Sprintf("%v", err)
+	})
+
+	// The upgraded operator: the same feature, now in psc-deny; the old template is pruned.
+	gen := setSpec(t, map[string]interface{}{"hostNamespaces": map[string]interface{}{"enabled": true}})
+	start := time.Now()
+	waitReady(t, gen, enforceTimeout)
+	crd := &apiextensionsv1.CustomResourceDefinition{ObjectMeta: metav1.ObjectMeta{Name: strings.ToLower(oldKind) + ".constraints.gatekeeper.sh"}}
+	eventually(t, 60*time.Second, "the old-layout template and its constraint CRD to be gone", func() (bool, string) {
+		found, err := getObject(ctx, tmpl.DeepCopy())
+		crdErr := k8s.Get(ctx, client.ObjectKeyFromObject(crd), &apiextensionsv1.CustomResourceDefinition{})
+		return err == nil && !found && apierrors.IsNotFound(crdErr), fmt.Sprintf("template found %v (err %v), CRD: %v", found, err, crdErr)
+	})
+	t.Logf("old-layout template pruned and its constraint CRD gone %s after the spec was applied", time.Since(start).Round(10*time.Millisecond))
+	expectGeneratedObjects(t, []string{templates.PolicyKind + "/" + templates.ConstraintName("deny"), "ConstraintTemplate/" + templates.PolicyTemplateName})
+	eventually(t, 30*time.Second, "a hostPID pod to be denied by psc-deny alone", func() (bool, string) {
+		_, err := clientset.CoreV1().Pods(ns).Create(ctx, hostPIDPod(ns, "new"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		return err != nil && strings.Contains(err.Error(), "["+templates.ConstraintName("deny")+"] "+hostPIDMessage) && !strings.Contains(err.Error(), oldMessage),
+			fmt.Sprintf("%v", err)
+	})
 }
