@@ -122,14 +122,17 @@ FUZZ_ENGINES_CASES ?= 100000
 fuzz-engines: ## Differential test of the CEL and Rego code on FUZZ_ENGINES_CASES random requests (PSC_ENGINE_SEED to replay).
 	PSC_ENGINE_CASES=$(FUZZ_ENGINES_CASES) go test -count=1 -timeout 0 -run '^TestEnginesAgree$$' -v ./templates/
 
+# E2E_RUN narrows the first pass (go test -run; empty: every test), e.g.
+# make test-e2e E2E_RUN='^TestPolicyLayout$$' E2E_REGO_RUN='^TestEngine$$'.
+E2E_RUN ?=
 # The scenarios run again with Gatekeeper evaluating Rego only (--enable-k8s-native-validation=false).
-E2E_REGO_RUN ?= ^(TestEngine|TestFeatures|TestExclusions|TestEphemeralContainers|TestUpdatesOfExistingPods)$$
+E2E_REGO_RUN ?= ^(TestEngine|TestFeatures|TestExclusions|TestExemptImagesInSharedConstraint|TestEphemeralContainers|TestUpdatesOfExistingPods)$$
 E2E_ENV = KUBECONFIG=$(KUBECONFIG) PSC_HELM=$(HELM) PSC_KUBECTL=$(KUBECTL) PSC_MANAGER=$(BIN)/manager PSC_GATOR=$(GK_BIN)/gator
 
 .PHONY: test-e2e
 test-e2e: test-assets build helm ## End-to-end tests against a local cluster with real Gatekeeper: all on its default engine (CEL), the policy scenarios again with Rego forced.
 	hack/cluster-up.sh
-	$(E2E_ENV) PSC_E2E_ENGINE=cel go test -count=1 -timeout $(E2E_TIMEOUT) -tags e2e -v ./e2e/... ; rc=$$?; \
+	$(E2E_ENV) PSC_E2E_ENGINE=cel go test -count=1 -timeout $(E2E_TIMEOUT) -tags e2e -v -run '$(E2E_RUN)' ./e2e/... ; rc=$$?; \
 	  if [ $$rc = 0 ]; then \
 	    hack/cluster-up.sh gatekeeper-stop && \
 	    GATEKEEPER_EXTRA_ARGS=--enable-k8s-native-validation=false hack/cluster-up.sh gatekeeper-start && \

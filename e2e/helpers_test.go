@@ -319,23 +319,91 @@ func startScenario(t *testing.T) {
 // ---------------------------------------------------------------------------------------------
 // Gatekeeper objects
 
-func templateFor(f templates.Feature) *unstructured.Unstructured {
+// policyTemplate is the one ConstraintTemplate that holds every feature's policy.
+func policyTemplate() *unstructured.Unstructured {
 	u := &unstructured.Unstructured{}
 	u.SetGroupVersionKind(templates.TemplateGVK)
-	u.SetName(f.TemplateName())
+	u.SetName(templates.PolicyTemplateName)
 	return u
 }
 
-func constraintFor(f templates.Feature) *unstructured.Unstructured {
+// policyConstraint is the constraint of kind PSCPodSecurity named name.
+func policyConstraint(name string) *unstructured.Unstructured {
 	u := &unstructured.Unstructured{}
-	u.SetGroupVersionKind(templates.ConstraintGroupVersion.WithKind(f.ConstraintKind()))
-	u.SetName(f.ConstraintName())
+	u.SetGroupVersionKind(templates.ConstraintGroupVersion.WithKind(templates.PolicyKind))
+	u.SetName(name)
 	return u
 }
 
-// generatedFor is the feature's template and constraint, by name.
-func generatedFor(f templates.Feature) []*unstructured.Unstructured {
-	return []*unstructured.Unstructured{templateFor(f), constraintFor(f)}
+// wantConstraintName is the constraint that must enforce feature under spec (in its JSON form),
+// worked out here from the documented rule rather than by the operator's code: the feature's
+// own constraint (psc-<feature-kebab>) when it has excludedNamespaces of its own, else
+// psc-<action> for its action (its own, else the spec's, else deny).
+func wantConstraintName(t testing.TB, spec map[string]interface{}, feature string) string {
+	t.Helper()
+	f, ok := templates.FeatureByName(feature)
+	if !ok {
+		t.Fatalf("no feature %q", feature)
+	}
+	block, _ := spec[feature].(map[string]interface{})
+	if excluded, _ := block["excludedNamespaces"].([]interface{}); len(excluded) > 0 {
+		return f.ObjectName()
+	}
+	action := "deny"
+	if a, _ := spec["enforcementAction"].(string); a != "" {
+		action = a
+	}
+	if a, _ := block["enforcementAction"].(string); a != "" {
+		action = a
+	}
+	return "psc-" + action
+}
+
+// constraintFeatures reads the features a constraint enforces: the keys of its
+// spec.parameters.features. found is false when the constraint does not exist.
+func constraintFeatures(ctx context.Context, name string) (features map[string]interface{}, found bool, err error) {
+	c := policyConstraint(name)
+	if found, err := getObject(ctx, c); err != nil || !found {
+		return nil, found, err
+	}
+	features, _, err = unstructured.NestedMap(c.Object, "spec", "parameters", "features")
+	if err != nil {
+		return nil, true, fmt.Errorf("constraint %s: spec.parameters.features: %w", name, err)
+	}
+	return features, true, nil
+}
+
+// expectEnforcedBy fails unless constraint name exists and lists feature in its
+// parameters.features, and the CR's status names the template, kind and that constraint for it.
+func expectEnforcedBy(t testing.TB, cr *v1alpha1.PodSecurityConstraints, feature, name string) {
+	t.Helper()
+	fs, ok := featureStatus(cr, feature)
+	if !ok {
+		t.Errorf("status has no entry for feature %s", feature)
+	} else if fs.TemplateName != templates.PolicyTemplateName || fs.ConstraintKind != templates.PolicyKind || fs.ConstraintName != name {
+		t.Errorf("status of %s names template %q, constraint %s/%s; want %s, %s/%s",
+			feature, fs.TemplateName, fs.ConstraintKind, fs.ConstraintName, templates.PolicyTemplateName, templates.PolicyKind, name)
+	}
+	features, found, err := constraintFeatures(context.Background(), name)
+	switch {
+	case err != nil:
+		t.Errorf("reading constraint %s: %v", name, err)
+	case !found:
+		t.Errorf("constraint %s/%s of feature %s does not exist", templates.PolicyKind, name, feature)
+	default:
+		if _, ok := features[feature]; !ok {
+			t.Errorf("constraint %s does not enforce %s: its parameters.features has %v", name, feature, sortedKeys(features))
+		}
+	}
+}
+
+func sortedKeys(m map[string]interface{}) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // getObject reads obj by name; found is false for NotFound and for a kind without a CRD.
@@ -350,22 +418,53 @@ func getObject(ctx context.Context, obj *unstructured.Unstructured) (found bool,
 	return false, err
 }
 
-// generatedObjects lists the templates and constraints of our features that exist.
+// generatedObjects lists the policy objects of the operator that exist: the policy template,
+// every PSCPodSecurity constraint, and any other ConstraintTemplate with the operator's
+// managed-by label but the admission probe's (e.g. a per-feature template of the old layout).
 func generatedObjects(ctx context.Context) ([]string, error) {
 	var out []string
-	for _, f := range templates.Features() {
-		for _, obj := range []*unstructured.Unstructured{templateFor(f), constraintFor(f)} {
-			found, err := getObject(ctx, obj)
-			if err != nil {
-				return nil, fmt.Errorf("reading %s %s: %w", obj.GetKind(), obj.GetName(), err)
-			}
-			if found {
-				out = append(out, obj.GetKind()+"/"+obj.GetName())
-			}
+	templatesList := &unstructured.UnstructuredList{}
+	templatesList.SetGroupVersionKind(templates.TemplateGVK.GroupVersion().WithKind("ConstraintTemplateList"))
+	if err := k8s.List(ctx, templatesList, client.MatchingLabels{templates.LabelManagedBy: templates.ManagedByValue}); err != nil && !meta.IsNoMatchError(err) {
+		return nil, fmt.Errorf("listing ConstraintTemplates: %w", err)
+	}
+	for _, u := range templatesList.Items {
+		if u.GetLabels()[templates.LabelComponent] != probeComponent {
+			out = append(out, "ConstraintTemplate/"+u.GetName())
 		}
+	}
+	if found, err := getObject(ctx, policyTemplate()); err != nil {
+		return nil, fmt.Errorf("reading ConstraintTemplate %s: %w", templates.PolicyTemplateName, err)
+	} else if found && !contains(out, "ConstraintTemplate/"+templates.PolicyTemplateName) {
+		out = append(out, "ConstraintTemplate/"+templates.PolicyTemplateName)
+	}
+	constraints, err := policyConstraints(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, u := range constraints {
+		out = append(out, templates.PolicyKind+"/"+u.GetName())
 	}
 	sort.Strings(out)
 	return out, nil
+}
+
+// probeComponent is the component label of the admission probe's template and constraint,
+// which live as long as the operator, not the CR.
+const probeComponent = "admission-probe"
+
+// policyConstraints lists every PSCPodSecurity constraint; none while its CRD does not exist.
+func policyConstraints(ctx context.Context) ([]unstructured.Unstructured, error) {
+	list := &unstructured.UnstructuredList{}
+	list.SetGroupVersionKind(templates.ConstraintGroupVersion.WithKind(templates.PolicyKind + "List"))
+	if err := k8s.List(ctx, list); err != nil {
+		if meta.IsNoMatchError(err) || apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("listing %s constraints: %w", templates.PolicyKind, err)
+	}
+	sort.Slice(list.Items, func(i, j int) bool { return list.Items[i].GetName() < list.Items[j].GetName() })
+	return list.Items, nil
 }
 
 // ---------------------------------------------------------------------------------------------

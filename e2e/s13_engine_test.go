@@ -8,11 +8,14 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/podsecurity/psc-operator/templates"
 )
 
 // TestEngine: the denial shows which of the templates' engines Gatekeeper evaluated. A pod
 // with two privileged containers violates privilegedContainers twice: the Rego reports two
-// results (two "[psc-privileged-containers]" lines), the CEL code one result with both
+// results (two "[psc-deny]" lines, the name of the constraint that enforces it), the CEL code
+// one result with both
 // messages joined by "; ". PSC_E2E_ENGINE says which to expect: cel (Gatekeeper's default,
 // --enable-k8s-native-validation=true) or rego (--enable-k8s-native-validation=false); make
 // test-e2e runs the suite on each.
@@ -40,7 +43,7 @@ func TestEngine(t *testing.T) {
 		return
 	}
 	msg := err.Error()
-	results := strings.Count(msg, "[psc-privileged-containers]")
+	results := strings.Count(msg, "["+templates.ConstraintName("deny")+"]")
 	joined := strings.Contains(msg, privilegedMessage+"; "+sidecarMessage) || strings.Contains(msg, sidecarMessage+"; "+privilegedMessage)
 	t.Logf("engine %s: denial %q", engine, msg)
 	switch {

@@ -44,13 +44,17 @@ func TestValidatingAdmissionPolicy(t *testing.T) {
 		t.Fatalf("creating psc-system: %v", err)
 	}
 
-	hostNS, _ := templates.FeatureByName("hostNamespaces")
-	privileged, _ := templates.FeatureByName("privilegedContainers")
-	gen := setSpec(t, map[string]interface{}{
+	spec := map[string]interface{}{
 		"validatingAdmissionPolicy": map[string]interface{}{"enabled": true},
 		"hostNamespaces":            map[string]interface{}{"enabled": true, "excludedNamespaces": []interface{}{excluded}},
 		"privilegedContainers":      map[string]interface{}{"enabled": true, "enforcementAction": "warn"},
-	})
+	}
+	// One policy for the one template; a binding for hostNamespaces' own constraint (it has
+	// excludedNamespaces of its own), none for psc-warn (warn is not bound).
+	policy := templates.PolicyName()
+	hostNSConstraint := wantConstraintName(t, spec, "hostNamespaces")
+	hostNSBinding := templates.BindingName(hostNSConstraint)
+	gen := setSpec(t, spec)
 	start := time.Now()
 	waitReady(t, gen, vapBudget)
 	t.Logf("VAP policies and bindings in place, Ready after %s", time.Since(start).Round(100*time.Millisecond))
@@ -58,17 +62,20 @@ func TestValidatingAdmissionPolicy(t *testing.T) {
 	// The status names the policy and binding, and they exist.
 	cr := mustGetCR(t)
 	fs, _ := featureStatus(cr, "hostNamespaces")
-	if a := fs.ValidatingAdmissionPolicy; a == nil || a.State != v1alpha1.APIServerActive || a.PolicyName != hostNS.PolicyName() ||
-		a.BindingName != hostNS.BindingName() || strings.Join(a.ValidationActions, ",") != "Deny" {
-		t.Errorf("hostNamespaces: validatingAdmissionPolicy %+v, want Active with %s, %s, Deny", a, hostNS.PolicyName(), hostNS.BindingName())
+	if a := fs.ValidatingAdmissionPolicy; a == nil || a.State != v1alpha1.APIServerActive || a.PolicyName != policy ||
+		a.BindingName != hostNSBinding || strings.Join(a.ValidationActions, ",") != "Deny" {
+		t.Errorf("hostNamespaces: validatingAdmissionPolicy %+v, want Active with %s, %s, Deny", a, policy, hostNSBinding)
 	}
-	if fs, _ := featureStatus(cr, "privilegedContainers"); fs.ValidatingAdmissionPolicy == nil || fs.ValidatingAdmissionPolicy.State != v1alpha1.APIServerNotBound {
-		t.Errorf("privilegedContainers (warn): validatingAdmissionPolicy %+v, want NotBound", fs.ValidatingAdmissionPolicy)
+	if fs, _ := featureStatus(cr, "privilegedContainers"); fs.ValidatingAdmissionPolicy == nil || fs.ValidatingAdmissionPolicy.State != v1alpha1.APIServerNotBound ||
+		fs.ValidatingAdmissionPolicy.PolicyName != policy {
+		t.Errorf("privilegedContainers (warn): validatingAdmissionPolicy %+v, want NotBound (policy %s)", fs.ValidatingAdmissionPolicy, policy)
 	}
+	expectEnforcedBy(t, cr, "hostNamespaces", hostNSConstraint)
+	expectEnforcedBy(t, cr, "privilegedContainers", wantConstraintName(t, spec, "privilegedContainers"))
 	if c := conditionOf(cr, v1alpha1.ConditionAPIServerEnforced); c.Status != metav1.ConditionTrue {
 		t.Errorf("APIServerEnforced = %s/%s: %s", c.Status, c.Reason, c.Message)
 	}
-	expectVAPObjects(t, []string{hostNS.PolicyName(), privileged.PolicyName()}, []string{hostNS.BindingName()})
+	expectVAPObjects(t, []string{policy}, []string{hostNSBinding})
 
 	// Both paths up: one denial message (the API server stops at its policy), and a
 	// Deployment is still judged at apply time by the webhook.
@@ -76,10 +83,10 @@ func TestValidatingAdmissionPolicy(t *testing.T) {
 	// after it appears; the webhook denies meanwhile.
 	eventually(t, 30*time.Second, "the API server's policy to deny first", func() (bool, string) {
 		_, err := clientset.CoreV1().Pods(ns).Create(ctx, hostPIDPod(ns, "both-up"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
-		return err != nil && strings.Contains(err.Error(), "ValidatingAdmissionPolicy '"+hostNS.PolicyName()+"'"), fmt.Sprintf("%v", err)
+		return err != nil && strings.Contains(err.Error(), "ValidatingAdmissionPolicy '"+policy+"'"), fmt.Sprintf("%v", err)
 	})
 	_, err := createPod(hostPIDPod(ns, "both-up"))
-	expectDeniedByPolicy(t, "hostPID pod with both paths up", err, hostNS.PolicyName(), hostPIDMessage)
+	expectDeniedByPolicy(t, "hostPID pod with both paths up", err, policy, hostPIDMessage)
 	if _, err := createPod(privilegedPod(ns, "warned", "nginx")); err != nil {
 		t.Errorf("a privileged pod (warn) was denied: %v", err)
 	} else if w := strings.Join(warnings.take(), "\n"); strings.Count(w, "psc/privilegedContainers:") != 1 {
@@ -105,7 +112,7 @@ func TestValidatingAdmissionPolicy(t *testing.T) {
 			// The API server alone: the violating pod is denied with our message, the compliant one
 			// admitted; system, operator, Gatekeeper, probe and excluded namespaces stay open.
 			_, err := createPod(hostPIDPod(ns, "gk-"+stop.what))
-			expectDeniedByPolicy(t, "hostPID pod with Gatekeeper "+stop.what, err, hostNS.PolicyName(), hostPIDMessage)
+			expectDeniedByPolicy(t, "hostPID pod with Gatekeeper "+stop.what, err, policy, hostPIDMessage)
 			_, err = createPod(simplePod(ns, "compliant-gk-"+stop.what, "nginx"))
 			expectAdmitted(t, "compliant pod with Gatekeeper "+stop.what, err)
 			// (psc-probe enforces the restricted Pod Security profile, which denies hostPID

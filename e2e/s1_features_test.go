@@ -11,6 +11,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/podsecurity/psc-operator/api/v1alpha1"
 	"github.com/podsecurity/psc-operator/templates"
@@ -155,15 +156,14 @@ func testFeature(t *testing.T, f templates.Feature, fc featureCases) {
 	t.Logf("%s Enforced %s after the spec change", f.Name, d.Round(10*time.Millisecond))
 	cr := mustGetCR(t)
 	fs, _ := featureStatus(cr, f.Name)
-	if fs.TemplateName != f.TemplateName() || fs.ConstraintKind != f.ConstraintKind() || fs.ConstraintName != f.ConstraintName() ||
-		!fs.TemplateCreated || !fs.Enforced || fs.EnforcementAction != v1alpha1.EnforcementDeny {
-		t.Errorf("status of %s: %+v, want template %s, constraint %s/%s, templateCreated, enforced, action deny",
-			f.Name, fs, f.TemplateName(), f.ConstraintKind(), f.ConstraintName())
+	if !fs.TemplateCreated || !fs.Enforced || fs.EnforcementAction != v1alpha1.EnforcementDeny {
+		t.Errorf("status of %s: %+v, want templateCreated, enforced, action deny", f.Name, fs)
 	}
-	for _, u := range generatedFor(f) {
-		if found, err := getObject(context.Background(), u); err != nil || !found {
-			t.Errorf("%s %s does not exist while the feature is Enforced (err %v)", u.GetKind(), u.GetName(), err)
-		}
+	// The one policy template serves it, through the constraint of its group.
+	constraint := wantConstraintName(t, spec, f.Name)
+	expectEnforcedBy(t, cr, f.Name, constraint)
+	if found, err := getObject(context.Background(), policyTemplate()); err != nil || !found {
+		t.Errorf("ConstraintTemplate %s does not exist while %s is Enforced (err %v)", templates.PolicyTemplateName, f.Name, err)
 	}
 
 	// The violating pod is denied, with the case's messages.
@@ -184,7 +184,9 @@ func testFeature(t *testing.T, f templates.Feature, fc featureCases) {
 	_, err = createPod(compliant)
 	expectAdmitted(t, fmt.Sprintf("case %q", fc.allowed.Name), err)
 
-	// Switch the feature off: its objects go, and the violating pod is admitted.
+	// Switch the feature off: no constraint enforces it any more (and when it was the only
+	// feature enabled, the template and its constraint are gone), and the violating pod is
+	// admitted.
 	spec = deepCopyMap(spec)
 	block, _ := spec[f.Name].(map[string]interface{})
 	if block == nil {
@@ -193,15 +195,26 @@ func testFeature(t *testing.T, f templates.Feature, fc featureCases) {
 	block["enabled"] = false
 	gen = setSpec(t, spec)
 	waitFeature(t, gen, f.Name, v1alpha1.FeatureDisabled)
-	eventually(t, 30*time.Second, fmt.Sprintf("the ConstraintTemplate and constraint of %s to be deleted", f.Name), func() (bool, string) {
-		var left []string
-		for _, u := range generatedFor(f) {
-			found, err := getObject(context.Background(), u)
-			if err != nil || found {
-				left = append(left, fmt.Sprintf("%s/%s (err %v)", u.GetKind(), u.GetName(), err))
+	onlyFeature := mustGetCR(t).Status.EnabledFeatures == 0
+	eventually(t, 30*time.Second, fmt.Sprintf("no constraint to enforce %s once it is off (nor any policy object when it was the only feature)", f.Name), func() (bool, string) {
+		ctx := context.Background()
+		constraints, err := policyConstraints(ctx)
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, c := range constraints {
+			if _, ok, _ := unstructured.NestedMap(c.Object, "spec", "parameters", "features", f.Name); ok {
+				return false, fmt.Sprintf("constraint %s still enforces it", c.GetName())
 			}
 		}
-		return len(left) == 0, "still there: " + strings.Join(left, ", ")
+		if !onlyFeature {
+			return true, ""
+		}
+		left, err := generatedObjects(ctx)
+		if err != nil {
+			return false, err.Error()
+		}
+		return len(left) == 0, fmt.Sprintf("still there: %v", left)
 	})
 	took := eventuallyAdmitted(t, 30*time.Second, "the violating pod after disabling "+f.Name, func(i int) *corev1.Pod {
 		return casePod(t, fc.denied, ns, fmt.Sprintf("after-disable-%d", i), false)

@@ -3,11 +3,13 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
 // TestExclusions: excludedNamespaces (global and per feature, names and prefix-* globs) and
@@ -20,7 +22,7 @@ func TestExclusions(t *testing.T) {
 		globalExempt  = "registry.example.com/global/"   // global exemptImages entry is this + "*"
 		featureExempt = "registry.example.com/debug:1.0" // exact, privilegedContainers only
 	)
-	gen := setSpec(t, map[string]interface{}{
+	spec := map[string]interface{}{
 		"excludedNamespaces": []interface{}{"kube-system", prefix + "gx-*", prefix + "gexact"},
 		"exemptImages":       []interface{}{globalExempt + "*"},
 		"privilegedContainers": map[string]interface{}{
@@ -29,8 +31,15 @@ func TestExclusions(t *testing.T) {
 			"exemptImages":       []interface{}{featureExempt},
 		},
 		"hostNamespaces": map[string]interface{}{"enabled": true},
-	})
+	}
+	gen := setSpec(t, spec)
 	waitReady(t, gen, enforceTimeout)
+	// privilegedContainers has namespaces of its own, so a constraint of its own
+	// (psc-privileged-containers); hostNamespaces is in psc-deny.
+	cr := mustGetCR(t)
+	for _, f := range []string{"privilegedContainers", "hostNamespaces"} {
+		expectEnforcedBy(t, cr, f, wantConstraintName(t, spec, f))
+	}
 
 	plain := newNamespace(t, "plain")
 	globalGlob := newNamespace(t, "gx-one")    // matches global <prefix>gx-*
@@ -84,4 +93,55 @@ func TestExclusions(t *testing.T) {
 			t.Errorf("%s: the denial names %s: %v", what, c.absent, err)
 		}
 	}
+}
+
+// TestExemptImagesInSharedConstraint: a container-level feature with exemptImages of its own
+// shares psc-deny with features that have none; its images exempt its containers from it alone.
+func TestExemptImagesInSharedConstraint(t *testing.T) {
+	startScenario(t)
+	const (
+		globalExempt  = "registry.example.com/global/"   // global exemptImages entry is this + "*"
+		featureExempt = "registry.example.com/debug:1.0" // exact, privilegedContainers only
+	)
+	spec := map[string]interface{}{
+		"exemptImages":         []interface{}{globalExempt + "*"},
+		"privilegedContainers": map[string]interface{}{"enabled": true, "exemptImages": []interface{}{featureExempt}},
+		"capabilities":         map[string]interface{}{"enabled": true, "allowedCapabilities": []interface{}{"NET_BIND_SERVICE"}},
+	}
+	gen := setSpec(t, spec)
+	waitReady(t, gen, enforceTimeout)
+	cr := mustGetCR(t)
+	deny := wantConstraintName(t, spec, "privilegedContainers")
+	for _, f := range []string{"privilegedContainers", "capabilities"} {
+		expectEnforcedBy(t, cr, f, deny)
+	}
+	features, _, err := constraintFeatures(context.Background(), deny)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry, _ := features["privilegedContainers"].(map[string]interface{})
+	own, _, _ := unstructured.NestedStringSlice(entry, "exemptImages")
+	if !contains(own, featureExempt) || !contains(own, globalExempt+"*") {
+		t.Errorf("constraint %s: privilegedContainers' exemptImages %v, want its own %s and the global %s*", deny, own, featureExempt, globalExempt)
+	}
+
+	ns := newNamespace(t, "shared-exempt")
+	both := func(name, image string) *corev1.Pod {
+		p := privilegedPod(ns, name, image)
+		p.Spec.Containers[0].SecurityContext.Capabilities = &corev1.Capabilities{Add: []corev1.Capability{"SYS_ADMIN"}}
+		return p
+	}
+	capsMessage := `psc/capabilities: container "app" adds SYS_ADMIN`
+	// privilegedContainers exempts the image, capabilities does not.
+	_, err = createPod(both("feature-exempt", featureExempt))
+	expectDenied(t, "privileged pod adding SYS_ADMIN with privilegedContainers' exempt image", err, capsMessage)
+	if err != nil && strings.Contains(err.Error(), "psc/privilegedContainers") {
+		t.Errorf("privilegedContainers judged a container whose image it exempts: %v", err)
+	}
+	// Neither exempts another image.
+	_, err = createPod(both("not-exempt", "registry.example.com/apps/web"))
+	expectDenied(t, "privileged pod adding SYS_ADMIN with an image nobody exempts", err, privilegedMessage, capsMessage)
+	// Both exempt the global image.
+	_, err = createPod(both("global-exempt", globalExempt+"agent:2"))
+	expectAdmitted(t, "privileged pod adding SYS_ADMIN with a globally exempt image", err)
 }

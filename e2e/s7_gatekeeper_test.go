@@ -167,9 +167,12 @@ func TestGatekeeperStopped(t *testing.T) {
 				(reason == controllers.ReasonProgressing || reason == controllers.ReasonAdmissionNotEnforced),
 			describeCR(cr)
 	})
-	f, _ := templates.FeatureByName("hostNamespaces")
-	if found, err := getObject(context.Background(), templateFor(f)); err != nil || !found {
-		t.Errorf("the ConstraintTemplate of hostNamespaces was not applied while Gatekeeper is stopped (found %v, err %v)", found, err)
+	// The feature is a parameter of the one constraint both features share: the operator
+	// updated it although Gatekeeper cannot report on it now.
+	denyName := templates.ConstraintName("deny")
+	if features, found, err := constraintFeatures(context.Background(), denyName); err != nil || !found || features["hostNamespaces"] == nil {
+		t.Errorf("constraint %s was not updated to enforce hostNamespaces while Gatekeeper is stopped (found %v, err %v, parameters.features %v)",
+			denyName, found, err, sortedKeys(features))
 	}
 	if err := op.exitError(); err != nil {
 		t.Fatal(err)
@@ -274,14 +277,13 @@ func TestGatekeeperUninstalledWhileRunning(t *testing.T) {
 	expectDenied(t, "hostPID pod after Gatekeeper was reinstalled", err, hostPIDMessage)
 
 	// The operator watches the new objects: a deleted constraint comes back.
-	f, _ := templates.FeatureByName("hostNamespaces")
-	c := constraintFor(f)
+	c := policyConstraint(templates.ConstraintName("deny"))
 	if found, err := getObject(context.Background(), c); err != nil || !found {
 		t.Fatalf("constraint %s: found %v, err %v", c.GetName(), found, err)
 	}
 	if err := k8s.Delete(context.Background(), c); err != nil {
 		t.Fatal(err)
 	}
-	d := waitRecreated(t, constraintFor(f), c.GetUID(), 30*time.Second)
+	d := waitRecreated(t, policyConstraint(c.GetName()), c.GetUID(), 30*time.Second)
 	t.Logf("a constraint deleted after the reinstallation was restored after %s", d.Round(10*time.Millisecond))
 }

@@ -28,12 +28,12 @@ func TestDrift(t *testing.T) {
 		"hostNamespaces":       map[string]interface{}{"enabled": true},
 	})
 	waitReady(t, gen, enforceTimeout)
-	privileged, _ := templates.FeatureByName("privilegedContainers")
-	hostNamespaces, _ := templates.FeatureByName("hostNamespaces")
+	// Both features deny: one constraint enforces them, psc-deny.
+	denyName := templates.ConstraintName("deny")
 	ctx := context.Background()
 
 	t.Run("constraint deleted", func(t *testing.T) {
-		c := constraintFor(privileged)
+		c := policyConstraint(denyName)
 		if found, err := getObject(ctx, c); err != nil || !found {
 			t.Fatalf("constraint %s: found %v, err %v", c.GetName(), found, err)
 		}
@@ -41,7 +41,7 @@ func TestDrift(t *testing.T) {
 		if err := k8s.Delete(ctx, c); err != nil {
 			t.Fatalf("deleting constraint %s: %v", c.GetName(), err)
 		}
-		d := waitRecreated(t, constraintFor(privileged), oldUID, 30*time.Second)
+		d := waitRecreated(t, policyConstraint(denyName), oldUID, 30*time.Second)
 		t.Logf("DRIFT constraint %s/%s deleted by hand was restored after %s (bound 30s)", c.GetKind(), c.GetName(), d.Round(10*time.Millisecond))
 		waitReady(t, gen, enforceTimeout)
 		_, err := createPod(privilegedPod(ns, "after-constraint-restore", "nginx"))
@@ -49,13 +49,13 @@ func TestDrift(t *testing.T) {
 	})
 
 	t.Run("constraint edited", func(t *testing.T) {
-		c := constraintFor(privileged)
+		c := policyConstraint(denyName)
 		patch := []byte(`{"spec":{"enforcementAction":"dryrun","match":{"excludedNamespaces":["` + ns + `"]}}}`)
 		if err := k8s.Patch(ctx, c, client.RawPatch(types.MergePatchType, patch)); err != nil {
 			t.Fatalf("editing constraint %s: %v", c.GetName(), err)
 		}
 		d := eventually(t, 30*time.Second, "the edited constraint to be reverted", func() (bool, string) {
-			u := constraintFor(privileged)
+			u := policyConstraint(denyName)
 			if found, err := getObject(ctx, u); err != nil || !found {
 				return false, fmt.Sprintf("found %v, err %v", found, err)
 			}
@@ -71,7 +71,7 @@ func TestDrift(t *testing.T) {
 	})
 
 	t.Run("template deleted", func(t *testing.T) {
-		tmpl := templateFor(hostNamespaces)
+		tmpl := policyTemplate()
 		if found, err := getObject(ctx, tmpl); err != nil || !found {
 			t.Fatalf("template %s: found %v, err %v", tmpl.GetName(), found, err)
 		}
@@ -79,7 +79,7 @@ func TestDrift(t *testing.T) {
 		if err := k8s.Delete(ctx, tmpl); err != nil {
 			t.Fatalf("deleting template %s: %v", tmpl.GetName(), err)
 		}
-		d := waitRecreated(t, templateFor(hostNamespaces), oldUID, 60*time.Second)
+		d := waitRecreated(t, policyTemplate(), oldUID, 60*time.Second)
 		t.Logf("DRIFT ConstraintTemplate %s deleted by hand was restored after %s", tmpl.GetName(), d.Round(10*time.Millisecond))
 		d = waitReady(t, gen, enforceTimeout)
 		t.Logf("Ready again %s later", d.Round(10*time.Millisecond))
@@ -88,8 +88,8 @@ func TestDrift(t *testing.T) {
 		if cr := mustGetCR(t); !isReady(cr, gen) {
 			t.Errorf("not Ready any more after the template was restored: %s", describeCR(cr))
 		}
-		if found, err := getObject(ctx, constraintFor(hostNamespaces)); err != nil || !found {
-			t.Errorf("the constraint of hostNamespaces is gone after its template was restored (err %v)", err)
+		if features, found, err := constraintFeatures(ctx, denyName); err != nil || !found || features["hostNamespaces"] == nil || features["privilegedContainers"] == nil {
+			t.Errorf("constraint %s after its template was restored: found %v, err %v, parameters.features %v; want both features", denyName, found, err, sortedKeys(features))
 		}
 		_, err := createPod(hostPIDPod(ns, "after-template-restore"))
 		expectDenied(t, "hostPID pod after the template was restored", err, hostPIDMessage)
@@ -130,8 +130,7 @@ func contains(list []string, s string) bool {
 func TestDriftRightAfterConstraintCRDCreated(t *testing.T) {
 	startScenario(t)
 	ctx := context.Background()
-	f, _ := templates.FeatureByName("privilegedContainers")
-	crdName := strings.ToLower(f.ConstraintKind()) + ".constraints.gatekeeper.sh"
+	crdName := strings.ToLower(templates.PolicyKind) + ".constraints.gatekeeper.sh"
 
 	// Enabled, then disabled; its constraint CRD is deleted as the garbage collector would.
 	gen := setSpec(t, map[string]interface{}{"privilegedContainers": map[string]interface{}{"enabled": true}})
@@ -168,13 +167,13 @@ func TestDriftRightAfterConstraintCRDCreated(t *testing.T) {
 	// Enabled again: Gatekeeper creates the CRD anew, the operator applies the constraint.
 	gen = setSpec(t, map[string]interface{}{"privilegedContainers": map[string]interface{}{"enabled": true}})
 	waitReady(t, gen, enforceTimeout)
-	c := constraintFor(f)
+	c := policyConstraint(templates.ConstraintName("deny"))
 	if found, err := getObject(ctx, c); err != nil || !found {
 		t.Fatalf("constraint %s: found %v, err %v", c.GetName(), found, err)
 	}
 	if err := k8s.Delete(ctx, c); err != nil {
 		t.Fatalf("deleting constraint %s: %v", c.GetName(), err)
 	}
-	d := waitRecreated(t, constraintFor(f), c.GetUID(), 30*time.Second)
+	d := waitRecreated(t, policyConstraint(c.GetName()), c.GetUID(), 30*time.Second)
 	t.Logf("constraint deleted right after its CRD was created was restored after %s", d.Round(10*time.Millisecond))
 }

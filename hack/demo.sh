@@ -43,7 +43,7 @@ mkdir -p "${LOG_DIR}"
 operator_pid=$!
 echo "operator running (pid ${operator_pid}), log in ${LOG_DIR}/operator.log"
 
-step "Applying config/samples/policy_v1alpha1_podsecurityconstraints_full.yaml (all 15 features)"
+step "Applying config/samples/policy_v1alpha1_podsecurityconstraints_full.yaml (all 17 features)"
 t0=$(now)
 k apply -f config/samples/policy_v1alpha1_podsecurityconstraints_full.yaml
 k wait --for=condition=Ready psc/cluster --timeout=120s
@@ -51,6 +51,10 @@ echo "all features enforced $(elapsed "${t0}")s after applying the sample"
 
 step "kubectl get psc"
 k get psc
+step "What the operator created: one ConstraintTemplate for every feature, one constraint per enforcement action"
+k get constrainttemplates -l app.kubernetes.io/managed-by=psc-operator,policy.podsecurity.dev/component=policy
+k get pscpodsecurity
+echo "features enforced by psc-deny: $(k get pscpodsecurity psc-deny -o go-template='{{range $f, $_ := .spec.parameters.features}}{{$f}} {{end}}')"
 step "kubectl describe psc cluster"
 k describe psc cluster
 
@@ -71,14 +75,15 @@ k apply -f templates/testdata/pods/compliant.yaml
 
 step "Switching hostNamespaces off"
 k patch psc cluster --type=merge -p '{"spec":{"hostNamespaces":{"enabled":false}}}'
-k wait --for=jsonpath='{.status.enabledFeatures}'=14 psc/cluster --timeout=60s >/dev/null
+k wait --for=jsonpath='{.status.enabledFeatures}'=16 psc/cluster --timeout=60s >/dev/null
 k wait --for=condition=Ready psc/cluster --timeout=60s >/dev/null
-# Gatekeeper drops the constraint when its template goes; wait until it no longer denies.
+# Switching a feature off only removes it from its constraint's parameters; the template stays.
 for _ in $(seq 1 30); do
-  k get constrainttemplate pschostnamespaces >/dev/null 2>&1 || break
+  [[ -z "$(k get pscpodsecurity psc-deny -o jsonpath='{.spec.parameters.features.hostNamespaces}' 2>/dev/null)" ]] && break
   sleep 1
 done
 k get psc
+echo "features enforced by psc-deny: $(k get pscpodsecurity psc-deny -o go-template='{{range $f, $_ := .spec.parameters.features}}{{$f}} {{end}}')"
 step "The hostPID pod is now admitted"
 for i in $(seq 1 20); do
   if k apply -f hack/demo/hostpid-pod.yaml 2>/dev/null; then break; fi

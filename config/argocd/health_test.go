@@ -33,7 +33,7 @@ const (
 		"Until Gatekeeper is back, workloads are not judged at apply time, pods are not completed by defaults, and audit results are not refreshed. " +
 		"Not enforced at all now: privilegedContainers."
 	vapGenerationFailed = "1 of 1 enabled features failed: hostNamespaces: Gatekeeper could not generate the API server's policy for the feature: " +
-		"ValidatingAdmissionPolicy gatekeeper-pschostnamespaces: ValidatingAdmissionPolicy is not generated: ValidatingAdmissionPolicy API is not enabled"
+		"ValidatingAdmissionPolicy gatekeeper-pscpodsecurity: ValidatingAdmissionPolicy is not generated: ValidatingAdmissionPolicy API is not enabled"
 	invalidSpec = "The spec is invalid and was not applied: spec.hostNetworking.hostPorts[0]: Invalid value: 9000: min must not exceed max"
 )
 
@@ -54,7 +54,7 @@ var healthCases = []struct {
 	{"stalled-invalid-spec.yaml", "Degraded", invalidSpec},
 	{"master-switch-off.yaml", "Healthy", "The master switch spec.enabled is off: no policies are generated."},
 	{"no-status.yaml", "Progressing", "Waiting for the operator to observe generation 1"},
-	{"degraded-prune-failed-new-generation.yaml", "Degraded", "Pruning stale objects failed: pschostnamespaces.psc-host-namespaces: the server is currently unable to handle the request"},
+	{"degraded-prune-failed-new-generation.yaml", "Degraded", "Pruning stale objects failed: pscpodsecurity.psc-warn: the server is currently unable to handle the request"},
 	{"stalled-old-generation.yaml", "Progressing", "Waiting for the operator to observe generation 6"},
 	{"ready-unknown.yaml", "Progressing", "The operator could not determine readiness."},
 	{"admission-not-enforced.yaml", "Degraded", admissionNotEnforced},
