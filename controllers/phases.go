@@ -110,7 +110,17 @@ func (r *Reconciler) reconcile(ctx context.Context, obj *v1alpha1.PodSecurityCon
 	facts.Objects = r.applyShared(ctx, obj, rendered, crds, &ch)
 	stepDone(ctx, "shared")
 
-	pruned, err := r.pruneStale(ctx, rendered)
+	// Make before break: the templates of an older layout (one per feature) keep enforcing until
+	// every enabled feature is enforced by the policy template that replaces them.
+	holdOldTemplates := false
+	for _, f := range facts.Features {
+		if f.Enabled {
+			if state, _ := featureState(f); state != v1alpha1.FeatureEnforced {
+				holdOldTemplates = true
+			}
+		}
+	}
+	pruned, err := r.pruneStale(ctx, rendered, holdOldTemplates)
 	ch.Pruned = pruned
 	stepDone(ctx, "prune")
 	if err != nil {
@@ -684,8 +694,9 @@ func toInterfaceMap(m map[string]string) map[string]interface{} {
 // reverse apply order: the objects of no single feature (expansion templates) and mutators,
 // then constraints, then templates (also the per-feature templates of older operator versions).
 // Objects without our label are never touched, nor is the admission probe's policy
-// (reconcileAdmissionProbe and the finalizer remove it).
-func (r *Reconciler) pruneStale(ctx context.Context, desired templates.Inventory) ([]string, error) {
+// (reconcileAdmissionProbe and the finalizer remove it). With holdTemplates, stale templates
+// are kept (the policy that replaces them is not enforced yet).
+func (r *Reconciler) pruneStale(ctx context.Context, desired templates.Inventory, holdTemplates bool) ([]string, error) {
 	want := map[string]bool{}
 	for _, obj := range desired.Objects() {
 		want[obj.GetKind()+"/"+obj.GetName()] = true
@@ -746,6 +757,10 @@ func (r *Reconciler) pruneStale(ctx context.Context, desired templates.Inventory
 		return pruned, errors.Join(errs...)
 	}
 	for i := range tmplList.Items {
+		if holdTemplates && !want[tmplList.Items[i].GetKind()+"/"+tmplList.Items[i].GetName()] {
+			logf.FromContext(ctx).V(1).Info("Keeping a stale template until every feature is enforced", "name", tmplList.Items[i].GetName())
+			continue
+		}
 		pruned, errs = r.deleteUnwanted(ctx, &tmplList.Items[i], want, pruned, errs)
 	}
 	return pruned, errors.Join(errs...)

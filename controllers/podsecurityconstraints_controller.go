@@ -210,7 +210,7 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, obj *v1alpha1.PodSecur
 	if !controllerutil.ContainsFinalizer(obj, Finalizer) {
 		return ctrl.Result{}, nil
 	}
-	pruned, err := r.pruneStale(ctx, nil)
+	pruned, err := r.pruneStale(ctx, nil, false)
 	if err == nil && r.Probe != nil {
 		r.Probe.Arm(false)
 		err = r.removeProbePolicy(ctx)

@@ -133,8 +133,9 @@ func testConstraintGenerationIsChecked(t *testing.T, te *testEnv, fg *fakeGateke
 
 // testOldLayoutIsPruned: after an upgrade from the layout with one template per feature, the
 // old templates (psc<feature>, labelled as ours) are pruned, and Gatekeeper removes their
-// constraint CRDs and constraints with them.
-func testOldLayoutIsPruned(t *testing.T, te *testEnv, _ *fakeGatekeeper) {
+// constraint CRDs and constraints with them; not before the policy template's constraints are
+// enforced (make before break).
+func testOldLayoutIsPruned(t *testing.T, te *testEnv, fg *fakeGatekeeper) {
 	defer deleteCR(t, te.client)
 	ctx := context.Background()
 	const oldKind = "PSCHostNamespaces"
@@ -161,7 +162,20 @@ func testOldLayoutIsPruned(t *testing.T, te *testEnv, _ *fakeGatekeeper) {
 	oldCon.SetLabels(map[string]string{templates.LabelManagedBy: templates.ManagedByValue, templates.LabelFeature: "hostNamespaces"})
 	eventually(t, waitTimeout, func() error { return client.IgnoreAlreadyExists(te.client.Create(ctx, oldCon)) })
 
+	// Gatekeeper does not report the new constraint enforced yet: the old template stays.
+	fg.setFrozen(true)
+	defer fg.setFrozen(false)
 	applyCR(t, te.client, specWith("hostNamespaces"))
+	eventually(t, waitTimeout, func() error {
+		con := &unstructured.Unstructured{}
+		con.SetGroupVersionKind(templates.ConstraintGroupVersion.WithKind(templates.PolicyKind))
+		return te.client.Get(ctx, client.ObjectKey{Name: "psc-deny"}, con)
+	})
+	time.Sleep(3 * time.Second) // several reconciles (each requeued while Pending)
+	if err := te.client.Get(ctx, client.ObjectKeyFromObject(old), &unstructured.Unstructured{Object: map[string]interface{}{"apiVersion": old.GetAPIVersion(), "kind": old.GetKind()}}); err != nil {
+		t.Fatalf("the old template was pruned before the new policy was enforced: %v", err)
+	}
+	fg.setFrozen(false)
 	waitReady(t, te.client, metav1.ConditionTrue, ReasonEnforced)
 	waitPolicy(t, te.client, denyOnly("hostNamespaces"))
 	eventually(t, waitTimeout, func() error {

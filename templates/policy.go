@@ -54,8 +54,16 @@ func BindingName(constraintName string) string {
 }
 
 // FeatureOfMessage is the feature a violation message is about: every message starts with
-// "psc/<feature>: ". Empty for a message of no feature.
+// "psc/<feature>: ", after the "[Implied by <expansion template>] " Gatekeeper puts before the
+// results of a workload's generated pod. Empty for a message of no feature.
 func FeatureOfMessage(msg string) string {
+	for strings.HasPrefix(msg, "[Implied by ") {
+		_, after, ok := strings.Cut(msg, "] ")
+		if !ok {
+			return ""
+		}
+		msg = after
+	}
 	rest, ok := strings.CutPrefix(msg, "psc/")
 	if !ok {
 		return ""
