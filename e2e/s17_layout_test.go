@@ -248,7 +248,7 @@ func expectPolicyLabels(t *testing.T, u *unstructured.Unstructured) {
 
 // TestUpgradeFromPerFeatureLayout: a ConstraintTemplate of the per-feature layout of earlier
 // releases (pschostnamespaces, kind PSCHostNamespaces, with the operator's label) and its
-// constraint are pruned once the operator applies the one template: Gatekeeper stops
+// constraint are pruned once the one template enforces every feature (make before break): Gatekeeper stops
 // enforcing it, the garbage collector removes its constraint CRD, and pods are judged by
 // psc-deny alone.
 func TestUpgradeFromPerFeatureLayout(t *testing.T) {
