@@ -1,4 +1,5 @@
-# Shared by every policy of psc-operator; the renderer adds it to each template's libs.
+# Shared by every feature of psc-operator; the renderer adds it to the policy template's libs,
+# where each feature's rules run with input.parameters set to the feature's own parameters.
 #
 # Admission latency: every pod creation evaluates every enabled template. In OPA's evaluator a
 # policy pays mostly for the rules and functions it evaluates (each one allocates cache entries
