@@ -78,12 +78,17 @@ func startFakeGatekeeper(t *testing.T, c client.Client) *fakeGatekeeper {
 }
 
 func (fg *fakeGatekeeper) setTemplateError(name, msg string) {
+	fg.setMessage(fg.templateErrors, name, msg)
+}
+
+// setMessage sets or (with "") clears an entry of one of the fake's error maps.
+func (fg *fakeGatekeeper) setMessage(m map[string]string, name, msg string) {
 	fg.mu.Lock()
 	defer fg.mu.Unlock()
 	if msg == "" {
-		delete(fg.templateErrors, name)
+		delete(m, name)
 	} else {
-		fg.templateErrors[name] = msg
+		m[name] = msg
 	}
 }
 
@@ -95,13 +100,7 @@ func (fg *fakeGatekeeper) setViolations(feature string, n int64) {
 }
 
 func (fg *fakeGatekeeper) setConstraintError(name, msg string) {
-	fg.mu.Lock()
-	defer fg.mu.Unlock()
-	if msg == "" {
-		delete(fg.constraintErrors, name)
-	} else {
-		fg.constraintErrors[name] = msg
-	}
+	fg.setMessage(fg.constraintErrors, name, msg)
 }
 
 func (fg *fakeGatekeeper) setFrozen(frozen bool) {

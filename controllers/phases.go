@@ -596,15 +596,27 @@ func ownerRefsMatch(desired, live []metav1.OwnerReference) bool {
 
 // subset reports whether want is contained in have: maps by key, lists element by element and
 // exactly as long, scalars equal (numbers compared by value).
-func subset(want, have interface{}) bool {
+func subset(want, have interface{}) bool { return jsonMatch(want, have, false) }
+
+// sameValue reports whether two JSON values are equal: maps with the same keys, lists of the
+// same length, scalars equal (numbers compared by value).
+func sameValue(a, b interface{}) bool { return jsonMatch(a, b, true) }
+
+// jsonMatch is subset, or with exact sameValue: maps then need the same keys, and a missing map
+// or list is not an empty one.
+func jsonMatch(want, have interface{}, exact bool) bool {
 	switch w := want.(type) {
 	case map[string]interface{}:
 		h, ok := have.(map[string]interface{})
 		if !ok {
-			return len(w) == 0 && have == nil
+			return !exact && len(w) == 0 && have == nil
+		}
+		if exact && len(w) != len(h) {
+			return false
 		}
 		for k, v := range w {
-			if !subset(v, h[k]) {
+			hv, found := h[k]
+			if (exact && !found) || !jsonMatch(v, hv, exact) {
 				return false
 			}
 		}
@@ -612,13 +624,13 @@ func subset(want, have interface{}) bool {
 	case []interface{}:
 		h, ok := have.([]interface{})
 		if !ok {
-			return len(w) == 0 && have == nil
+			return !exact && len(w) == 0 && have == nil
 		}
 		if len(w) != len(h) {
 			return false
 		}
 		for i := range w {
-			if !subset(w[i], h[i]) {
+			if !jsonMatch(w[i], h[i], exact) {
 				return false
 			}
 		}
@@ -629,42 +641,6 @@ func subset(want, have interface{}) bool {
 		return ok1 && ok2 && wf == hf
 	default:
 		return want == have
-	}
-}
-
-// sameValue reports whether two JSON values are equal: maps with the same keys, lists of the
-// same length, scalars equal (numbers compared by value).
-func sameValue(a, b interface{}) bool {
-	switch av := a.(type) {
-	case map[string]interface{}:
-		bv, ok := b.(map[string]interface{})
-		if !ok || len(av) != len(bv) {
-			return false
-		}
-		for k, v := range av {
-			w, ok := bv[k]
-			if !ok || !sameValue(v, w) {
-				return false
-			}
-		}
-		return true
-	case []interface{}:
-		bv, ok := b.([]interface{})
-		if !ok || len(av) != len(bv) {
-			return false
-		}
-		for i := range av {
-			if !sameValue(av[i], bv[i]) {
-				return false
-			}
-		}
-		return true
-	case int64, int32, int, float64:
-		af, ok1 := toFloat(a)
-		bf, ok2 := toFloat(b)
-		return ok1 && ok2 && af == bf
-	default:
-		return a == b
 	}
 }
 
