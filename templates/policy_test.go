@@ -24,3 +24,16 @@ func TestFeatureOfMessage(t *testing.T) {
 		}
 	}
 }
+
+func TestWithoutFormatting(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{`l.map(e, "psc/x: %s".format([e.kind, strings.quote(e.c.name)]))`, `l.map(e, "x")`},
+		{`a.map(e, "psc/x: %s (y)".format([f(g(e)), "q)\")"])) + b.map(e, "psc/z".format([1]))`, `a.map(e, "x") + b.map(e, "x")`},
+		{`["psc/x: literal"] + l.map(e, "psc/x: \"quoted\" %s".format([e]))`, `["psc/x: literal"] + l.map(e, "x")`},
+		{`size(l) == 0`, `size(l) == 0`},
+	} {
+		if got := templates.WithoutFormatting(tc.in); got != tc.want {
+			t.Errorf("withoutFormatting(%s)\n got %s\nwant %s", tc.in, got, tc.want)
+		}
+	}
+}

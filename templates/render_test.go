@@ -389,6 +389,10 @@ func TestTemplatesHaveBothEngines(t *testing.T) {
 		if gate := "!variables.parameters.?features.?" + f.Name + ".hasValue() ? [] : "; !strings.HasPrefix(exprs[f.Name+"_violations"], gate) {
 			t.Errorf("variable %s_violations must start with %q", f.Name, gate)
 		}
+		// Its validation tests the copy without message formatting, which formats nothing.
+		if found := exprs[f.Name+"_found"]; found == "" || strings.Contains(found, ".format(") {
+			t.Errorf("variable %s_found: %q", f.Name, found)
+		}
 		val := validations[i].(map[string]interface{})
 		msg, _ := val["messageExpression"].(string)
 		if msg == "" || strings.Contains(msg, "\n") || !strings.Contains(msg, "variables."+f.Name+"_violations") {

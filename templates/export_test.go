@@ -1,0 +1,4 @@
+package templates
+
+// WithoutFormatting is withoutFormatting, for the external tests.
+var WithoutFormatting = withoutFormatting
