@@ -179,14 +179,13 @@ func PolicyTemplate() (*unstructured.Unstructured, error) {
 			})
 		}
 		// The feature's parameters and checked containers, where its expressions use them.
-		uses := func(name string) bool {
-			for _, v := range src.variables {
-				if regexp.MustCompile(`\bvariables\.` + name + `\b`).MatchString(v.Expression) {
-					return true
-				}
+		used := map[string]bool{}
+		for _, v := range src.variables {
+			for _, ref := range variableRef.FindAllString(v.Expression, -1) {
+				used[strings.TrimPrefix(ref, "variables.")] = true
 			}
-			return false
 		}
+		uses := func(name string) bool { return used[name] }
 		featureParams := "variables.parameters.?features.?" + f.Name
 		if uses("parameters") || uses("checkedContainers") {
 			vars = append(vars, map[string]interface{}{"name": prefix + "parameters", "expression": featureParams + ".orValue({})"})

@@ -430,10 +430,6 @@ func BindsVAP(u *unstructured.Unstructured) bool {
 }
 
 func renderConstraint(spec *v1alpha1.PodSecurityConstraintsSpec, g *constraintGroup) *unstructured.Unstructured {
-	exempt := []string{}
-	for _, img := range spec.ExemptImages {
-		exempt = append(exempt, string(img))
-	}
 	specMap := map[string]interface{}{
 		"enforcementAction":        "scoped",
 		"scopedEnforcementActions": scopedEnforcementActions(g.action, spec.ValidatingAdmissionPolicyEnabled()),
@@ -445,7 +441,7 @@ func renderConstraint(spec *v1alpha1.PodSecurityConstraintsSpec, g *constraintGr
 			"excludedNamespaces": toInterfaces(g.excluded),
 		},
 		"parameters": map[string]interface{}{
-			"exemptImages": toInterfaces(dedupe(exempt)),
+			"exemptImages": toInterfaces(specExemptImages(spec)),
 			"features":     g.params,
 		},
 	}
@@ -492,11 +488,17 @@ func featureExemptImages(f Feature, spec *v1alpha1.PodSecurityConstraintsSpec, b
 	if !f.ContainerLevel {
 		return nil
 	}
+	return dedupe(append(specExemptImages(spec), stringList(block["exemptImages"])...))
+}
+
+// specExemptImages is spec.exemptImages without duplicates (never nil): the constraints'
+// exemptImages parameter, and the start of a feature's own list.
+func specExemptImages(spec *v1alpha1.PodSecurityConstraintsSpec) []string {
 	exempt := []string{}
 	for _, img := range spec.ExemptImages {
 		exempt = append(exempt, string(img))
 	}
-	return dedupe(append(exempt, stringList(block["exemptImages"])...))
+	return dedupe(exempt)
 }
 
 // featureBlocks gives each feature's block of the spec in its JSON form, keyed by the feature
