@@ -21,6 +21,11 @@ import (
 // and with Rego forced; both must report the same findings (constraint, enforcement action,
 // messages). PSC_ENGINE_CASES sets the number of requests (default 2000), PSC_ENGINE_SEED the
 // seed (default: random, printed). A disagreement is minimized before it is reported.
+//
+// Every other spec's constraints are loaded as a hand-written constraint could have them: each
+// list of strings in the parameters reversed and its first value repeated (handWritten). The
+// operator passes its lists sorted, and the CEL takes a fast path for sorted lists; these specs
+// make it take the general path (sorting and deduplicating in CEL), which Rego must agree with.
 func TestEnginesAgree(t *testing.T) {
 	n := envInt(t, "PSC_ENGINE_CASES", 2000)
 	seed := uint64(time.Now().UnixNano())
@@ -39,12 +44,13 @@ func TestEnginesAgree(t *testing.T) {
 		t.Fatal(err)
 	}
 	const perSpec = 100
-	done, denied, invalidSpecs := 0, 0, 0
+	done, denied, invalidSpecs, specs := 0, 0, 0, 0
 	var loading, reviewing time.Duration
 	for done < n {
 		spec := randomSpec(rng)
+		hand := specs%2 == 1
 		start := time.Now()
-		engines, err := loadEngines(ctx, v, spec)
+		engines, err := loadEngines(ctx, v, spec, hand)
 		loading += time.Since(start)
 		if err != nil {
 			invalidSpecs++
@@ -53,6 +59,7 @@ func TestEnginesAgree(t *testing.T) {
 			}
 			continue
 		}
+		specs++
 		for i := 0; i < perSpec && done < n; i++ {
 			req := randomRequest(rng)
 			start := time.Now()
@@ -62,13 +69,13 @@ func TestEnginesAgree(t *testing.T) {
 				t.Fatalf("seed %d, request %d: %v", seed, done, err)
 			}
 			if !slices.Equal(cel, rego) {
-				minSpec, minReq := minimize(ctx, v, spec, req)
+				minSpec, minReq := minimize(ctx, v, spec, req, hand)
 				specJSON, _ := json.Marshal(minSpec)
 				reqJSON, _ := json.Marshal(minReq)
-				e, _ := loadEngines(ctx, v, minSpec)
+				e, _ := loadEngines(ctx, v, minSpec, hand)
 				cel, rego, _ = e.compare(ctx, minReq)
-				t.Fatalf("seed %d, request %d: the engines disagree (rerun with PSC_ENGINE_SEED=%d)\nminimized spec: %s\nminimized request: %s\nCEL:  %q\nRego: %q",
-					seed, done, seed, specJSON, reqJSON, cel, rego)
+				t.Fatalf("seed %d, request %d: the engines disagree (rerun with PSC_ENGINE_SEED=%d)\nminimized spec (hand-written lists: %t): %s\nminimized request: %s\nCEL:  %q\nRego: %q",
+					seed, done, seed, hand, specJSON, reqJSON, cel, rego)
 			}
 			if len(rego) > 0 {
 				denied++
@@ -97,7 +104,7 @@ func envInt(t *testing.T, name string, def int) int {
 
 type enginePair struct{ cel, rego *policytest.Evaluator }
 
-func loadEngines(ctx context.Context, v *validation.Validator, spec map[string]interface{}) (*enginePair, error) {
+func loadEngines(ctx context.Context, v *validation.Validator, spec map[string]interface{}, hand bool) (*enginePair, error) {
 	data, err := json.Marshal(spec)
 	if err != nil {
 		return nil, err
@@ -119,20 +126,55 @@ func loadEngines(ctx context.Context, v *validation.Validator, spec map[string]i
 	if err != nil {
 		return nil, err
 	}
+	objs := rendered.Objects(templates.RoleTemplate, templates.RoleConstraint)
+	if hand {
+		for _, o := range objs {
+			spec := o.Object["spec"].(map[string]interface{})
+			if params, ok := spec["parameters"]; ok {
+				spec["parameters"] = handWritten(params)
+			}
+		}
+	}
 	var pair enginePair
-	if pair.cel, err = policytest.NewWithEngine(ctx, policytest.EngineCEL, rendered.Objects(templates.RoleTemplate, templates.RoleConstraint)); err != nil {
+	if pair.cel, err = policytest.NewWithEngine(ctx, policytest.EngineCEL, objs); err != nil {
 		return nil, err
 	}
-	if pair.rego, err = policytest.NewWithEngine(ctx, policytest.EngineRego, rendered.Objects(templates.RoleTemplate, templates.RoleConstraint)); err != nil {
+	if pair.rego, err = policytest.NewWithEngine(ctx, policytest.EngineRego, objs); err != nil {
 		return nil, err
 	}
 	return &pair, nil
 }
 
+// handWritten returns v (a constraint's parameters) with every list of strings in it written as
+// a person might write it: reversed, with its first value repeated at the end. Neither changes
+// what a list allows; both take the policies off their fast path for sorted lists.
+func handWritten(v interface{}) interface{} {
+	switch x := v.(type) {
+	case map[string]interface{}:
+		for k, e := range x {
+			x[k] = handWritten(e)
+		}
+	case []interface{}:
+		if len(x) == 0 {
+			return x
+		}
+		if _, ok := x[0].(string); !ok {
+			for i, e := range x {
+				x[i] = handWritten(e)
+			}
+			return x
+		}
+		out := slices.Clone(x)
+		slices.Reverse(out)
+		return append(out, out[0])
+	}
+	return v
+}
+
 // compare reviews req on both engines and returns each one's findings as sorted
 // "constraint action: message" lines. More than one CEL result for a feature of a constraint
 // is an error (each feature's validation yields at most one), as is a CEL result whose
-// messages are of more than one feature.
+// messages are of more than one feature or that repeats a message (Rego's are a set).
 func (p *enginePair) compare(ctx context.Context, req policytest.Request) (cel, rego []string, err error) {
 	findings := func(ev *policytest.Evaluator, oneEach bool) ([]string, error) {
 		vs, err := ev.Review(ctx, req)
@@ -148,10 +190,15 @@ func (p *enginePair) compare(ctx context.Context, req policytest.Request) (cel, 
 				return nil, fmt.Errorf("%s: more than one CEL result for feature %q", key, feature)
 			}
 			seen[key+" "+feature] = true
+			inResult := map[string]bool{}
 			for _, m := range policytest.SplitMessages([]string{v.Message}) {
 				if oneEach && templates.FeatureOfMessage(m) != feature {
 					return nil, fmt.Errorf("%s: one CEL result holds messages of features %q and %q", key, feature, templates.FeatureOfMessage(m))
 				}
+				if oneEach && inResult[m] {
+					return nil, fmt.Errorf("%s: a CEL result repeats the message %q", key, m)
+				}
+				inResult[m] = true
 				out = append(out, key+": "+m)
 			}
 		}
@@ -169,9 +216,9 @@ func (p *enginePair) compare(ctx context.Context, req policytest.Request) (cel, 
 
 // minimize shrinks a disagreeing case: it drops one part at a time (a feature of the spec, a
 // map key or list element of the request's objects) as long as the engines still disagree.
-func minimize(ctx context.Context, v *validation.Validator, spec map[string]interface{}, req policytest.Request) (map[string]interface{}, policytest.Request) {
+func minimize(ctx context.Context, v *validation.Validator, spec map[string]interface{}, req policytest.Request, hand bool) (map[string]interface{}, policytest.Request) {
 	disagree := func(spec map[string]interface{}, req policytest.Request) bool {
-		e, err := loadEngines(ctx, v, spec)
+		e, err := loadEngines(ctx, v, spec, hand)
 		if err != nil {
 			return false
 		}
