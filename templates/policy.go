@@ -211,7 +211,7 @@ func PolicyTemplate() (*unstructured.Unstructured, error) {
 			}
 			vars = append(vars, map[string]interface{}{"name": prefix + v.Name, "expression": expr})
 			if v.Name == "violations" {
-				vars = append(vars, map[string]interface{}{"name": prefix + "found", "expression": withoutFormatting(expr)})
+				vars = append(vars, map[string]interface{}{"name": prefix + "found", "expression": foundOf(expr)})
 			}
 		}
 		violations := "variables." + prefix + "violations"
@@ -382,11 +382,29 @@ func readCELLibrary() (celLibrary, error) {
 	return lib, nil
 }
 
+// flattenIdiom flattens a list of lists of messages (lib/psc.cel.yaml); anyNonEmpty, put in
+// its place, is a list that is empty exactly when that list of lists holds no message (one "x"
+// per non-empty list), without joining and splitting strings. Both are method calls on the
+// list of lists, so the replacement cannot change how the expression around it parses.
+const (
+	flattenIdiom = `.map(l, l.join("\u0000")).filter(s, s != "").join("\u0000").split("\u0000").filter(s, s != "")`
+	anyNonEmpty  = `.filter(l, size(l) > 0).map(l, "x")`
+)
+
+// foundOf is a feature's <feature>_found, made from its violations expression: a list that is
+// empty exactly when the violations are, without building any message. Every
+// "psc/...".format([...]) becomes "x" (withoutFormatting) and every flattening of message lists
+// becomes anyNonEmpty, so it is not as long as the violations: the validations and the gate
+// only test whether it is empty. Only a messageExpression, evaluated in an activation of its
+// own, builds the messages. The engine agreement tests catch a copy that would miss a
+// violation or find one too many: the CEL verdict would differ from the Rego's.
+func foundOf(violations string) string {
+	return strings.ReplaceAll(withoutFormatting(violations), flattenIdiom, anyNonEmpty)
+}
+
 // withoutFormatting replaces each "psc/...".format([...]) of a violations expression with "x":
 // a list exactly as long (the flattening idioms drop only empty strings), without building the
-// messages. The validations and the gate test it (<feature>_found); only a messageExpression,
-// evaluated in an activation of its own, builds the messages. The engine agreement tests catch
-// a copy that would miss a violation: the CEL verdict would differ from the Rego's.
+// messages.
 func withoutFormatting(expr string) string {
 	var b strings.Builder
 	i := 0

@@ -37,3 +37,17 @@ func TestWithoutFormatting(t *testing.T) {
 		}
 	}
 }
+
+func TestFoundOf(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{`l.map(e, "psc/x: %s".format([e.kind]))`, `l.map(e, "x")`},
+		// Flattened message lists become a list that is empty exactly when they are.
+		{`l.map(e, e.ports.map(p, "psc/x: %d".format([p])))` +
+			`.map(l, l.join("\u0000")).filter(s, s != "").join("\u0000").split("\u0000").filter(s, s != "") + ["psc/y"]`,
+			`l.map(e, e.ports.map(p, "x")).filter(l, size(l) > 0).map(l, "x") + ["psc/y"]`},
+	} {
+		if got := templates.FoundOf(tc.in); got != tc.want {
+			t.Errorf("foundOf(%s)\n got %s\nwant %s", tc.in, got, tc.want)
+		}
+	}
+}
