@@ -23,6 +23,7 @@ const (
 	ReasonGatekeeperNotInstalled = "GatekeeperNotInstalled"
 	ReasonPruneFailed            = "PruneFailed"
 	ReasonStatusReadFailed       = "StatusReadFailed"
+	ReasonSpecCheckFailed        = "SpecCheckFailed"
 	ReasonPruned                 = "Pruned"
 	ReasonApplied                = "Applied"
 )
