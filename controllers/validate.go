@@ -34,7 +34,7 @@ type specVerdict struct {
 // name is taken (AlreadyExists: valid), and an update would not do, since CRD validation
 // ratcheting lets unchanged invalid fields through. Nothing is stored. The operator used to
 // run the same rules in process, which linked the API server's CEL stack (cel-go, its
-// parser, k8s.io/apiserver's libraries) into the manager: about 11 MiB of resident memory
+// parser, k8s.io/apiserver's libraries) into the manager: about 10 MiB of resident memory
 // for a check that runs once per spec change (README, "The operator's own cost").
 //
 // An error means the check could not be made (transient API trouble); it is not remembered.

@@ -5,7 +5,7 @@
 //
 // These commands live outside the manager binary: the in-process validation links the API
 // server's CEL stack, which the running operator does not need (it has the CR validated by
-// the API server) and which cost it about 11 MiB of resident memory.
+// the API server) and which cost it about 10 MiB of resident memory.
 package main
 
 import (
