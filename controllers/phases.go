@@ -49,7 +49,7 @@ func (r *Reconciler) reconcile(ctx context.Context, obj *v1alpha1.PodSecurityCon
 	// Validate: the API server already did, unless the object predates the CRD's rules.
 	invalid, err := r.validateSpec(ctx, obj)
 	if err != nil {
-		facts.Failed = &failure{Reason: ReasonSpecCheckFailed, Message: err.Error()}
+		facts.Failed, facts.Unchecked = &failure{Reason: ReasonSpecCheckFailed, Message: err.Error()}, true
 		return facts, ch, ctrl.Result{RequeueAfter: transientRequeue}
 	}
 	if invalid != "" {
