@@ -68,8 +68,9 @@ vet: ## go vet the code.
 	go vet ./...
 
 .PHONY: build
-build: ## Build the manager binary into bin/manager.
+build: ## Build the manager into bin/manager and the offline CLI (psc render, psc convert-psp) into bin/psc.
 	go build -o $(BIN)/manager .
+	go build -o $(BIN)/psc ./cmd/psc
 
 .PHONY: image
 image: ## Build the OCI image (static binary, non-root, no container engine) into bin/image/oci.
@@ -127,7 +128,7 @@ fuzz-engines: ## Differential test of the CEL and Rego code on FUZZ_ENGINES_CASE
 E2E_RUN ?=
 # The scenarios run again with Gatekeeper evaluating Rego only (--enable-k8s-native-validation=false).
 E2E_REGO_RUN ?= ^(TestEngine|TestFeatures|TestExclusions|TestExemptImagesInSharedConstraint|TestEphemeralContainers|TestUpdatesOfExistingPods)$$
-E2E_ENV = KUBECONFIG=$(KUBECONFIG) PSC_HELM=$(HELM) PSC_KUBECTL=$(KUBECTL) PSC_MANAGER=$(BIN)/manager PSC_GATOR=$(GK_BIN)/gator
+E2E_ENV = KUBECONFIG=$(KUBECONFIG) PSC_HELM=$(HELM) PSC_KUBECTL=$(KUBECTL) PSC_CLI=$(BIN)/psc PSC_GATOR=$(GK_BIN)/gator
 
 .PHONY: test-e2e
 test-e2e: test-assets build helm ## End-to-end tests against a local cluster with real Gatekeeper: all on its default engine (CEL), the policy scenarios again with Rego forced.

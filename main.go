@@ -1,6 +1,6 @@
-// Command manager runs the psc-operator, renders a PodSecurityConstraints manifest into the
-// Gatekeeper objects the operator would apply (`manager render -f cr.yaml`), or converts
-// PodSecurityPolicy objects into a PodSecurityConstraints (`manager convert-psp -f psp.yaml`).
+// Command manager runs the psc-operator. The offline commands (render, convert-psp) are in
+// the psc command (cmd/psc): they link the CRD's in-process CEL validation, which the
+// long-running manager does without.
 package main
 
 import (
@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -22,17 +23,14 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/podsecurity/psc-operator/api/v1alpha1"
-	"github.com/podsecurity/psc-operator/api/v1alpha1/validation"
 	"github.com/podsecurity/psc-operator/controllers"
 	"github.com/podsecurity/psc-operator/templates"
 )
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "render" {
-		os.Exit(runRender(context.Background(), os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
-	}
-	if len(os.Args) > 1 && os.Args[1] == "convert-psp" {
-		os.Exit(runConvertPSP(context.Background(), os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
+	if len(os.Args) > 1 && (os.Args[1] == "render" || os.Args[1] == "convert-psp") {
+		fmt.Fprintf(os.Stderr, "error: %q is a command of psc now, not of the manager: psc %s (make build builds bin/psc)\n", os.Args[1], strings.Join(os.Args[1:], " "))
+		os.Exit(2)
 	}
 	if err := runManager(ctrl.SetupSignalHandler(), os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -148,12 +146,6 @@ func runManager(ctx context.Context, args []string) error {
 		return fmt.Errorf("creating manager: %w", err)
 	}
 
-	// A CRD schema the validator cannot load fails here, at start. The reconciler builds its
-	// own validator only when a new generation of the CR needs checking, and lets it go
-	// (controllers/validate.go): it is several MiB of compiled CEL rules.
-	if _, err := validation.New(); err != nil {
-		return fmt.Errorf("loading CRD schema: %w", err)
-	}
 	m, err := controllers.NewMetrics(metrics.Registry)
 	if err != nil {
 		return fmt.Errorf("registering metrics: %w", err)

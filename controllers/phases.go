@@ -47,8 +47,13 @@ func (r *Reconciler) reconcile(ctx context.Context, obj *v1alpha1.PodSecurityCon
 	steady := ctrl.Result{RequeueAfter: r.RefreshInterval}
 
 	// Validate: the API server already did, unless the object predates the CRD's rules.
-	if errs := r.validateSpec(ctx, obj); len(errs) > 0 {
-		facts.Stalled = &failure{Reason: ReasonInvalidSpec, Message: "The spec is invalid and was not applied: " + errs.ToAggregate().Error()}
+	invalid, err := r.validateSpec(ctx, obj)
+	if err != nil {
+		facts.Failed, facts.Unchecked = &failure{Reason: ReasonSpecCheckFailed, Message: err.Error()}, true
+		return facts, ch, ctrl.Result{RequeueAfter: transientRequeue}
+	}
+	if invalid != "" {
+		facts.Stalled = &failure{Reason: ReasonInvalidSpec, Message: "The spec is invalid and was not applied: " + invalid}
 		return facts, ch, ctrl.Result{}
 	}
 	stepDone(ctx, "validate")

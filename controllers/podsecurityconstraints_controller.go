@@ -26,7 +26,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/podsecurity/psc-operator/api/v1alpha1"
-	"github.com/podsecurity/psc-operator/api/v1alpha1/validation"
 	"github.com/podsecurity/psc-operator/templates"
 )
 
@@ -55,9 +54,6 @@ type Reconciler struct {
 	// current (a stale read costs at most an idempotent re-apply).
 	APIReader client.Reader
 	Recorder  events.EventRecorder
-	// Validator checks the spec with the CRD's rules; nil builds one whenever a new generation
-	// needs checking and lets it go afterwards (validate.go).
-	Validator *validation.Validator
 	Options   templates.Options
 	// RefreshInterval is how often status is refreshed without any change (audit results
 	// change on their own).
@@ -75,7 +71,8 @@ type Reconciler struct {
 	lastApplied appliedVersions
 }
 
-// +kubebuilder:rbac:groups=policy.podsecurity.dev,resources=podsecurityconstraints,verbs=get;list;watch;update;patch
+// create: the spec is validated with a dry-run create of a copy (validate.go); nothing is stored.
+// +kubebuilder:rbac:groups=policy.podsecurity.dev,resources=podsecurityconstraints,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups=policy.podsecurity.dev,resources=podsecurityconstraints/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=policy.podsecurity.dev,resources=podsecurityconstraints/finalizers,verbs=update
 // +kubebuilder:rbac:groups=templates.gatekeeper.sh,resources=constrainttemplates,verbs=get;list;watch;create;update;patch;delete

@@ -120,7 +120,7 @@ func (r *Reconciler) reconcileAdmissionProbe(ctx context.Context, obj *v1alpha1.
 	if r.Probe == nil {
 		return nil, result
 	}
-	if facts.Stalled != nil {
+	if facts.featuresUnknown() {
 		// Nothing was changed: keep probing what is in place.
 		return r.Probe.Facts(), result
 	}

@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 )
 
 // TestProbeLoop drives the probe's loop with an API server answer the test chooses: the
@@ -98,5 +99,48 @@ func TestProbeLoop(t *testing.T) {
 	}
 	if dryRuns.Load() == 0 {
 		t.Error("the probe never sent a dry run")
+	}
+}
+
+// TestProbeKeptWhileFeaturesUnknown: a reconcile that stopped before it knew the features (an
+// invalid spec, or one the API server could not be asked to validate) leaves the probe and its
+// policy as they are; one that knows no feature is enabled removes them.
+func TestProbeKeptWhileFeaturesUnknown(t *testing.T) {
+	notEnabled := []featureFacts{{Feature: feature("capabilities")}}
+	for _, tc := range []struct {
+		name        string
+		facts       reconcileFacts
+		wantDeletes int64
+		wantArmed   bool
+	}{
+		{"spec not validated", reconcileFacts{MasterEnabled: true, Unchecked: true, Failed: &failure{ReasonSpecCheckFailed, "x"}, Features: notEnabled}, 0, true},
+		{"invalid spec", reconcileFacts{MasterEnabled: true, Stalled: &failure{ReasonInvalidSpec, "x"}, Features: notEnabled}, 0, true},
+		{"no feature enabled", reconcileFacts{MasterEnabled: true, Features: notEnabled}, 2, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var deletes atomic.Int64
+			c := interceptor.NewClient(fake.NewClientBuilder().WithScheme(newScheme()).Build(), interceptor.Funcs{
+				Delete: func(context.Context, client.WithWatch, client.Object, ...client.DeleteOption) error {
+					deletes.Add(1)
+					return nil
+				},
+			})
+			p, err := NewAdmissionProbe(c, DefaultProbeNamespace, prometheus.NewRegistry())
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.Arm(true)
+			r := &Reconciler{Client: c, Probe: p}
+			r.reconcileAdmissionProbe(context.Background(), nil, tc.facts, reconcile.Result{})
+			if n := deletes.Load(); n != tc.wantDeletes {
+				t.Errorf("%d deletes of the probe policy, want %d", n, tc.wantDeletes)
+			}
+			p.mu.Lock()
+			armed := p.armed
+			p.mu.Unlock()
+			if armed != tc.wantArmed {
+				t.Errorf("probe armed %v, want %v", armed, tc.wantArmed)
+			}
+		})
 	}
 }

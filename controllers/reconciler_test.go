@@ -33,6 +33,7 @@ func TestReconciler(t *testing.T) {
 		{"DefaultsMutators", testDefaultsMutators},
 		{"DefaultsWithheldForExemptImages", testDefaultsWithheldForExemptImages},
 		{"OnlyClusterIsAccepted", testOnlyClusterIsAccepted},
+		{"SpecIsValidatedByTheAPIServer", testSpecIsValidatedByTheAPIServer},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, te, fg) })
 	}

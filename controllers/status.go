@@ -23,6 +23,7 @@ const (
 	ReasonGatekeeperNotInstalled = "GatekeeperNotInstalled"
 	ReasonPruneFailed            = "PruneFailed"
 	ReasonStatusReadFailed       = "StatusReadFailed"
+	ReasonSpecCheckFailed        = "SpecCheckFailed"
 	ReasonPruned                 = "Pruned"
 	ReasonApplied                = "Applied"
 )
@@ -50,6 +51,9 @@ type reconcileFacts struct {
 	Stalled *failure
 	// Failed is set when a reconcile step failed and will be retried.
 	Failed *failure
+	// Unchecked is set when the spec could not be validated (SpecCheckFailed): like a
+	// stalled spec, the reconcile stopped before it knew the features and changed nothing.
+	Unchecked bool
 	// Features has one entry per feature in API order.
 	Features []featureFacts
 	// Workloads is what the spec asks for workloads.
@@ -242,7 +246,7 @@ func deriveStatus(facts reconcileFacts, prev v1alpha1.PodSecurityConstraintsStat
 		ObservedGeneration: prev.ObservedGeneration,
 		Conditions:         append([]metav1.Condition(nil), prev.Conditions...),
 	}
-	if facts.Stalled == nil {
+	if !facts.featuresUnknown() {
 		st.Profile, st.ProfileVersion = facts.Profile, facts.ProfileVersion
 		for _, f := range facts.Features {
 			fs := featureStatus(f, facts.MasterEnabled)
@@ -257,7 +261,7 @@ func deriveStatus(facts reconcileFacts, prev v1alpha1.PodSecurityConstraintsStat
 		}
 		st.TotalViolations = constraintViolations(facts.Features)
 	} else {
-		// A stalled object keeps the last known feature status: nothing was changed.
+		// A stalled or unchecked object keeps the last known feature status: nothing was changed.
 		st.Features = prev.Features
 		st.Profile, st.ProfileVersion = prev.Profile, prev.ProfileVersion
 		st.EnabledFeatures, st.EnforcedFeatures, st.TotalViolations = prev.EnabledFeatures, prev.EnforcedFeatures, prev.TotalViolations
@@ -281,7 +285,7 @@ func deriveStatus(facts reconcileFacts, prev v1alpha1.PodSecurityConstraintsStat
 		Message: ready.Message, ObservedGeneration: facts.Generation,
 	}, now)
 
-	if facts.Stalled == nil {
+	if !facts.featuresUnknown() {
 		workloads := workloadsCondition(facts, st)
 		workloads.ObservedGeneration = facts.Generation
 		setCondition(&st.Conditions, workloads, now)
@@ -298,6 +302,12 @@ func deriveStatus(facts reconcileFacts, prev v1alpha1.PodSecurityConstraintsStat
 		st.ObservedGeneration = facts.Generation
 	}
 	return st
+}
+
+// featuresUnknown reports a reconcile that stopped before it knew the spec's features
+// (invalid, or not validated yet) and changed nothing in the cluster.
+func (facts reconcileFacts) featuresUnknown() bool {
+	return facts.Stalled != nil || facts.Unchecked
 }
 
 // readyCondition is Ready from the facts: a stalled spec first, then a failed step, then

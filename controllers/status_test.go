@@ -206,6 +206,17 @@ func TestDeriveStatus(t *testing.T) {
 			wantConds: []string{"Ready"}, wantOG: 0, wantCounts: [3]int64{1, 0, 0},
 		},
 		{
+			// The reconcile stopped before rendering, with every feature still "not enabled".
+			name: "spec not validated (API trouble) keeps the previous feature status and is retried, not stalled",
+			facts: reconcileFacts{Generation: 4, MasterEnabled: true, Unchecked: true,
+				Failed:   &failure{ReasonSpecCheckFailed, "asking the API server to validate the spec: unavailable"},
+				Features: []featureFacts{{Feature: feature("capabilities")}}},
+			prev: v1alpha1.PodSecurityConstraintsStatus{ObservedGeneration: 3, EnabledFeatures: 1, EnforcedFeatures: 1,
+				Features: []v1alpha1.FeatureStatus{{Name: "capabilities", State: v1alpha1.FeatureEnforced}}},
+			wantReady: metav1.ConditionFalse, wantReason: ReasonSpecCheckFailed, wantMsg: "unavailable",
+			wantConds: []string{"Ready"}, wantOG: 3, wantCounts: [3]int64{1, 1, 0},
+		},
+		{
 			name:  "invalid spec stalls and keeps the previous feature status",
 			facts: reconcileFacts{Generation: 4, MasterEnabled: true, Stalled: &failure{ReasonInvalidSpec, "spec.x: bad"}},
 			prev: v1alpha1.PodSecurityConstraintsStatus{ObservedGeneration: 3, EnabledFeatures: 1, EnforcedFeatures: 1,

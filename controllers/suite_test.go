@@ -32,7 +32,6 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/podsecurity/psc-operator/api/v1alpha1"
-	"github.com/podsecurity/psc-operator/api/v1alpha1/validation"
 	"github.com/podsecurity/psc-operator/templates"
 )
 
@@ -169,15 +168,10 @@ func (te *testEnv) startManager(t testing.TB) {
 	if err != nil {
 		t.Fatalf("creating manager: %v", err)
 	}
-	v, err := validation.New()
-	if err != nil {
-		t.Fatal(err)
-	}
 	r := &Reconciler{
 		Client:          mgr.GetClient(),
 		APIReader:       NewGatekeeperReader(mgr.GetCache(), mgr.GetAPIReader()),
 		Recorder:        mgr.GetEventRecorder("psc-operator"),
-		Validator:       v,
 		Options:         templates.DefaultOptions(),
 		RefreshInterval: time.Second,
 	}

@@ -14,18 +14,18 @@ import (
 	"github.com/podsecurity/psc-operator/templates"
 )
 
-// TestRenderedObjectsPassGator renders the full sample with the manager's render command and
+// TestRenderedObjectsPassGator renders the full sample with the psc render command and
 // evaluates the output with Gatekeeper's gator: every template must compile in Gatekeeper's
 // own reader, the compliant pod must pass, and the all-violating pod must be caught by every
 // feature.
 func TestRenderedObjectsPassGator(t *testing.T) {
-	manager, gator := os.Getenv("PSC_MANAGER"), os.Getenv("PSC_GATOR")
-	if manager == "" || gator == "" {
-		t.Fatal("PSC_MANAGER and PSC_GATOR must be set: run with make test-e2e")
+	cli, gator := os.Getenv("PSC_CLI"), os.Getenv("PSC_GATOR")
+	if cli == "" || gator == "" {
+		t.Fatal("PSC_CLI and PSC_GATOR must be set: run with make test-e2e")
 	}
 	dir := t.TempDir()
 	rendered := filepath.Join(dir, "rendered.yaml")
-	out, err := exec.Command(manager, "render", "-f", filepath.Join("..", "config", "samples", "policy_v1alpha1_podsecurityconstraints_full.yaml")).Output()
+	out, err := exec.Command(cli, "render", "-f", filepath.Join("..", "config", "samples", "policy_v1alpha1_podsecurityconstraints_full.yaml")).Output()
 	if err != nil {
 		t.Fatalf("render: %v", err)
 	}
@@ -55,12 +55,12 @@ func TestRenderedObjectsPassGator(t *testing.T) {
 // so a Deployment whose pods would be privileged is reported with the feature's message,
 // attributed to the Deployment's ExpansionTemplate.
 func TestRenderedExpansionsCatchWorkloadsInGator(t *testing.T) {
-	manager, gator := os.Getenv("PSC_MANAGER"), os.Getenv("PSC_GATOR")
-	if manager == "" || gator == "" {
-		t.Fatal("PSC_MANAGER and PSC_GATOR must be set: run with make test-e2e")
+	cli, gator := os.Getenv("PSC_CLI"), os.Getenv("PSC_GATOR")
+	if cli == "" || gator == "" {
+		t.Fatal("PSC_CLI and PSC_GATOR must be set: run with make test-e2e")
 	}
 	rendered := filepath.Join(t.TempDir(), "rendered.yaml")
-	out, err := exec.Command(manager, "render", "-f", filepath.Join("..", "config", "samples", "policy_v1alpha1_podsecurityconstraints_full.yaml")).Output()
+	out, err := exec.Command(cli, "render", "-f", filepath.Join("..", "config", "samples", "policy_v1alpha1_podsecurityconstraints_full.yaml")).Output()
 	if err != nil {
 		t.Fatalf("render: %v", err)
 	}

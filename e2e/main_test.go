@@ -44,7 +44,7 @@
 //
 // Environment: KUBECONFIG (default bin/local/kubeconfig), PSC_KUBECTL (default the kubectl under
 // bin/k8s), PSC_E2E_OPERATOR_LOG (where the in-process operator logs; default a file in $TMPDIR,
-// printed at the start). PSC_MANAGER and PSC_GATOR are used by gator_test.go only, PSC_HELM by s10_helm_test.go.
+// printed at the start). PSC_CLI (bin/psc) is used by the render and convert-psp tests, PSC_GATOR by gator_test.go, PSC_HELM by s10_helm_test.go.
 package e2e
 
 import (

@@ -21,7 +21,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	"github.com/podsecurity/psc-operator/api/v1alpha1/validation"
 	"github.com/podsecurity/psc-operator/controllers"
 	"github.com/podsecurity/psc-operator/templates"
 )
@@ -75,10 +74,6 @@ func startOperatorWith(refresh time.Duration) (*operator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating manager: %w", err)
 	}
-	validator, err := validation.New()
-	if err != nil {
-		return nil, fmt.Errorf("loading CRD schema: %w", err)
-	}
 	// A registry per run: the gauges may be registered only once per registry.
 	metrics, err := controllers.NewMetrics(prometheus.NewRegistry())
 	if err != nil {
@@ -88,7 +83,6 @@ func startOperatorWith(refresh time.Duration) (*operator, error) {
 		Client:          mgr.GetClient(),
 		APIReader:       controllers.NewGatekeeperReader(mgr.GetCache(), mgr.GetAPIReader()),
 		Recorder:        mgr.GetEventRecorder("psc-operator"),
-		Validator:       validator,
 		Options:         templates.DefaultOptions(),
 		RefreshInterval: refresh,
 		Metrics:         metrics,

@@ -403,9 +403,9 @@ func checkDefaultsWithheld(t *testing.T, ns string, timeout time.Duration) {
 // Pod a workload would create, as Gatekeeper's expansion does: with setDefaults a bare
 // Deployment passes the full sample, without it it is reported.
 func TestRenderedDefaultsCompleteWorkloadsInGator(t *testing.T) {
-	manager, gator := os.Getenv("PSC_MANAGER"), os.Getenv("PSC_GATOR")
-	if manager == "" || gator == "" {
-		t.Fatal("PSC_MANAGER and PSC_GATOR must be set: run with make test-e2e")
+	cli, gator := os.Getenv("PSC_CLI"), os.Getenv("PSC_GATOR")
+	if cli == "" || gator == "" {
+		t.Fatal("PSC_CLI and PSC_GATOR must be set: run with make test-e2e")
 	}
 	dir := t.TempDir()
 	deployment := filepath.Join(dir, "deployment.yaml")
@@ -437,7 +437,7 @@ spec:
 		if err != nil {
 			t.Fatal(err)
 		}
-		render := exec.Command(manager, "render", "-f", "-")
+		render := exec.Command(cli, "render", "-f", "-")
 		render.Stdin = bytes.NewReader(cr)
 		out, err := render.Output()
 		if err != nil {

@@ -15,16 +15,16 @@ import (
 	"github.com/podsecurity/psc-operator/api/v1alpha1"
 )
 
-// convertPSP runs the real `manager convert-psp` on a tutorial policy and returns the spec.
+// convertPSP runs the real `psc convert-psp` on a tutorial policy and returns the spec.
 func convertPSP(t *testing.T, file string) map[string]interface{} {
 	t.Helper()
-	manager := os.Getenv("PSC_MANAGER")
-	if manager == "" {
-		t.Fatal("PSC_MANAGER must be set: run with make test-e2e")
+	cli := os.Getenv("PSC_CLI")
+	if cli == "" {
+		t.Fatal("PSC_CLI must be set: run with make test-e2e")
 	}
-	out, err := exec.Command(manager, "convert-psp", "-f", filepath.Join("..", "pspconvert", "testdata", file)).Output()
+	out, err := exec.Command(cli, "convert-psp", "-f", filepath.Join("..", "pspconvert", "testdata", file)).Output()
 	if err != nil {
-		t.Fatalf("manager convert-psp -f %s: %v", file, err)
+		t.Fatalf("psc convert-psp -f %s: %v", file, err)
 	}
 	obj := map[string]interface{}{}
 	if err := sigsyaml.Unmarshal(out, &obj); err != nil {

@@ -383,7 +383,7 @@ func write(spec map[string]interface{}, combined *conversion, convs []*conversio
 		names = append(names, c.name)
 	}
 	head := []string{
-		"Converted from PodSecurityPolicy " + strings.Join(names, ", ") + " by `manager convert-psp`.",
+		"Converted from PodSecurityPolicy " + strings.Join(names, ", ") + " by `psc convert-psp`.",
 		"Not expressible: PodSecurityPolicy applied to the pods whose creator or service account was",
 		"granted `use` on it (RBAC). PodSecurityConstraints apply to every namespace except",
 		"spec.excludedNamespaces; exclude the namespaces that relied on a more permissive policy.",

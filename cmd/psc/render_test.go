@@ -9,11 +9,11 @@ import (
 )
 
 func TestRenderCommand(t *testing.T) {
-	full, err := os.ReadFile("config/samples/policy_v1alpha1_podsecurityconstraints_full.yaml")
+	full, err := os.ReadFile("../../config/samples/policy_v1alpha1_podsecurityconstraints_full.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden, err := os.ReadFile("templates/testdata/golden/full.yaml")
+	golden, err := os.ReadFile("../../templates/testdata/golden/full.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,7 +25,7 @@ func TestRenderCommand(t *testing.T) {
 		wantStdout string // exact, when set
 		wantStderr []string
 	}{
-		{name: "file", args: []string{"-f", "config/samples/policy_v1alpha1_podsecurityconstraints_full.yaml"}, wantStdout: string(golden)},
+		{name: "file", args: []string{"-f", "../../config/samples/policy_v1alpha1_podsecurityconstraints_full.yaml"}, wantStdout: string(golden)},
 		{name: "stdin", args: []string{"-f", "-"}, stdin: string(full), wantStdout: string(golden)},
 		{name: "master switch off renders nothing", args: []string{"-f", "-"},
 			stdin: "apiVersion: policy.podsecurity.dev/v1alpha1\nkind: PodSecurityConstraints\nmetadata: {name: cluster}\nspec: {enabled: false, privilegedContainers: {enabled: true}}\n"},
@@ -41,7 +41,7 @@ func TestRenderCommand(t *testing.T) {
 		{name: "not our kind", args: []string{"-f", "-"}, wantCode: 1, stdin: "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n",
 			wantStderr: []string{"must be a policy.podsecurity.dev/v1alpha1 PodSecurityConstraints"}},
 		{name: "missing file", args: []string{"-f", "nope.yaml"}, wantCode: 1, wantStderr: []string{"reading nope.yaml"}},
-		{name: "usage", args: nil, wantCode: 2, wantStderr: []string{"Usage: manager render -f FILE"}},
+		{name: "usage", args: nil, wantCode: 2, wantStderr: []string{"Usage: psc render -f FILE"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer

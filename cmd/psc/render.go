@@ -14,7 +14,7 @@ import (
 	"github.com/podsecurity/psc-operator/templates"
 )
 
-// runRender implements `manager render -f cr.yaml`: it prints the objects the operator would
+// runRender implements `psc render -f cr.yaml`: it prints the objects the operator would
 // apply for a PodSecurityConstraints object, as a multi-document YAML stream. A CR that fails
 // validation gets the validation messages and exit code 1; a usage error exit code 2.
 func runRender(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -26,7 +26,7 @@ func runRender(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	fs.StringVar(&opts.GatekeeperNamespace, "gatekeeper-namespace", opts.GatekeeperNamespace, "namespace Gatekeeper runs in (always excluded)")
 	fs.StringVar(&opts.ProbeNamespace, "admission-probe-namespace", opts.ProbeNamespace, "the admission probe's namespace (excluded with validatingAdmissionPolicy.enabled)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: manager render -f FILE [flags]\n\nPrints the Gatekeeper objects the operator would apply for a PodSecurityConstraints manifest.")
+		fmt.Fprintln(stderr, "Usage: psc render -f FILE [flags]\n\nPrints the Gatekeeper objects the operator would apply for a PodSecurityConstraints manifest.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {

@@ -9,7 +9,7 @@ import (
 	"github.com/podsecurity/psc-operator/pspconvert"
 )
 
-// runConvertPSP implements `manager convert-psp -f psp.yaml`: it prints the
+// runConvertPSP implements `psc convert-psp -f psp.yaml`: it prints the
 // PodSecurityConstraints equivalent of one or more PodSecurityPolicy documents, with a comment
 // on everything that cannot be expressed. Unreadable or non-PSP input gets a message on
 // standard error and exit code 1; a usage error exit code 2.
@@ -18,7 +18,7 @@ func runConvertPSP(ctx context.Context, args []string, stdin io.Reader, stdout, 
 	fs.SetOutput(stderr)
 	file := fs.String("f", "", "PodSecurityPolicy manifest (one or more documents); - reads standard input")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: manager convert-psp -f FILE\n\nPrints the PodSecurityConstraints equivalent of policy/v1beta1 PodSecurityPolicy objects.")
+		fmt.Fprintln(stderr, "Usage: psc convert-psp -f FILE\n\nPrints the PodSecurityConstraints equivalent of policy/v1beta1 PodSecurityPolicy objects.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {

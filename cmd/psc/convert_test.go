@@ -9,7 +9,7 @@ import (
 )
 
 func TestConvertPSPCommand(t *testing.T) {
-	root, err := os.ReadFile("pspconvert/testdata/restrict-root.yaml")
+	root, err := os.ReadFile("../../pspconvert/testdata/restrict-root.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -21,13 +21,13 @@ func TestConvertPSPCommand(t *testing.T) {
 		wantStdout []string
 		wantStderr []string
 	}{
-		{name: "file", args: []string{"-f", "pspconvert/testdata/restrict-root.yaml"},
+		{name: "file", args: []string{"-f", "../../pspconvert/testdata/restrict-root.yaml"},
 			wantStdout: []string{"kind: PodSecurityConstraints", "rule: MustRunAsNonRoot", "# Converted from PodSecurityPolicy restrict-root"}},
 		{name: "stdin", args: []string{"-f", "-"}, stdin: string(root), wantStdout: []string{"rule: MustRunAsNonRoot"}},
 		{name: "not a PSP", args: []string{"-f", "-"}, stdin: "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n", wantCode: 1,
 			wantStderr: []string{`error: document 1 is a "v1" "Pod", want a policy/v1beta1 PodSecurityPolicy`}},
 		{name: "unreadable file", args: []string{"-f", "does-not-exist.yaml"}, wantCode: 1, wantStderr: []string{"error: reading does-not-exist.yaml"}},
-		{name: "no file", args: nil, wantCode: 2, wantStderr: []string{"Usage: manager convert-psp -f FILE"}},
+		{name: "no file", args: nil, wantCode: 2, wantStderr: []string{"Usage: psc convert-psp -f FILE"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
