@@ -19,16 +19,10 @@ import (
 // own reader, the compliant pod must pass, and the all-violating pod must be caught by every
 // feature.
 func TestRenderedObjectsPassGator(t *testing.T) {
-	cli, gator := os.Getenv("PSC_CLI"), os.Getenv("PSC_GATOR")
-	if cli == "" || gator == "" {
-		t.Fatal("PSC_CLI and PSC_GATOR must be set: run with make test-e2e")
-	}
+	gator := gatorBinary(t)
 	dir := t.TempDir()
 	rendered := filepath.Join(dir, "rendered.yaml")
-	out, err := exec.Command(cli, "render", "-f", filepath.Join("..", "config", "samples", "policy_v1alpha1_podsecurityconstraints_full.yaml")).Output()
-	if err != nil {
-		t.Fatalf("render: %v", err)
-	}
+	out := runPSC(t, nil, "render", "-f", filepath.Join("..", "config", "samples", "policy_v1alpha1_podsecurityconstraints_full.yaml"))
 	if err := os.WriteFile(rendered, out, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -55,15 +49,9 @@ func TestRenderedObjectsPassGator(t *testing.T) {
 // so a Deployment whose pods would be privileged is reported with the feature's message,
 // attributed to the Deployment's ExpansionTemplate.
 func TestRenderedExpansionsCatchWorkloadsInGator(t *testing.T) {
-	cli, gator := os.Getenv("PSC_CLI"), os.Getenv("PSC_GATOR")
-	if cli == "" || gator == "" {
-		t.Fatal("PSC_CLI and PSC_GATOR must be set: run with make test-e2e")
-	}
+	gator := gatorBinary(t)
 	rendered := filepath.Join(t.TempDir(), "rendered.yaml")
-	out, err := exec.Command(cli, "render", "-f", filepath.Join("..", "config", "samples", "policy_v1alpha1_podsecurityconstraints_full.yaml")).Output()
-	if err != nil {
-		t.Fatalf("render: %v", err)
-	}
+	out := runPSC(t, nil, "render", "-f", filepath.Join("..", "config", "samples", "policy_v1alpha1_podsecurityconstraints_full.yaml"))
 	if !strings.Contains(string(out), "kind: ExpansionTemplate") {
 		t.Fatal("the rendered full sample has no ExpansionTemplate")
 	}
@@ -104,4 +92,33 @@ func runGatorTest(t *testing.T, gator string, files ...string) (string, int) {
 	}
 	t.Fatalf("running gator: %v", err)
 	return "", -1
+}
+
+// gatorBinary is Gatekeeper's gator (PSC_GATOR, set by make test-e2e).
+func gatorBinary(t *testing.T) string {
+	t.Helper()
+	gator := os.Getenv("PSC_GATOR")
+	if gator == "" {
+		t.Fatal("PSC_GATOR must be set: run with make test-e2e")
+	}
+	return gator
+}
+
+// runPSC runs the psc command line (PSC_CLI, bin/psc, set by make test-e2e) with args and
+// stdin (nil for none) and returns its standard output; a failure ends the test.
+func runPSC(t *testing.T, stdin []byte, args ...string) []byte {
+	t.Helper()
+	cli := os.Getenv("PSC_CLI")
+	if cli == "" {
+		t.Fatal("PSC_CLI must be set: run with make test-e2e")
+	}
+	cmd := exec.Command(cli, args...)
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("psc %s: %v", strings.Join(args, " "), err)
+	}
+	return out
 }

@@ -3,11 +3,9 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -403,10 +401,7 @@ func checkDefaultsWithheld(t *testing.T, ns string, timeout time.Duration) {
 // Pod a workload would create, as Gatekeeper's expansion does: with setDefaults a bare
 // Deployment passes the full sample, without it it is reported.
 func TestRenderedDefaultsCompleteWorkloadsInGator(t *testing.T) {
-	cli, gator := os.Getenv("PSC_CLI"), os.Getenv("PSC_GATOR")
-	if cli == "" || gator == "" {
-		t.Fatal("PSC_CLI and PSC_GATOR must be set: run with make test-e2e")
-	}
+	gator := gatorBinary(t)
 	dir := t.TempDir()
 	deployment := filepath.Join(dir, "deployment.yaml")
 	if err := os.WriteFile(deployment, []byte(`apiVersion: apps/v1
@@ -437,12 +432,7 @@ spec:
 		if err != nil {
 			t.Fatal(err)
 		}
-		render := exec.Command(cli, "render", "-f", "-")
-		render.Stdin = bytes.NewReader(cr)
-		out, err := render.Output()
-		if err != nil {
-			t.Fatalf("render: %v", err)
-		}
+		out := runPSC(t, cr, "render", "-f", "-")
 		if got := strings.Count(string(out), "\nkind: Assign\n") + strings.Count(string(out), "\nkind: ModifySet\n"); (got > 0) != setDefaults {
 			t.Fatalf("setDefaults %v rendered %d mutators", setDefaults, got)
 		}

@@ -3,8 +3,6 @@
 package e2e
 
 import (
-	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -18,14 +16,7 @@ import (
 // convertPSP runs the real `psc convert-psp` on a tutorial policy and returns the spec.
 func convertPSP(t *testing.T, file string) map[string]interface{} {
 	t.Helper()
-	cli := os.Getenv("PSC_CLI")
-	if cli == "" {
-		t.Fatal("PSC_CLI must be set: run with make test-e2e")
-	}
-	out, err := exec.Command(cli, "convert-psp", "-f", filepath.Join("..", "pspconvert", "testdata", file)).Output()
-	if err != nil {
-		t.Fatalf("psc convert-psp -f %s: %v", file, err)
-	}
+	out := runPSC(t, nil, "convert-psp", "-f", filepath.Join("..", "pspconvert", "testdata", file))
 	obj := map[string]interface{}{}
 	if err := sigsyaml.Unmarshal(out, &obj); err != nil {
 		t.Fatalf("convert-psp output is not YAML: %v\n%s", err, out)
