@@ -3,6 +3,7 @@ package templates
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -152,7 +153,12 @@ func PolicyTemplate() (*unstructured.Unstructured, error) {
 	}
 
 	var validations, regoLibs []interface{}
-	var anyViolation []string
+	var anyViolation, featureParameters, featureContainers []string
+	// The parameters and the checked containers of every feature are two shared variables,
+	// maps by feature name, computed at most once per activation: one variable of each kind per
+	// feature would cost a program evaluation each (the validator's variables are not free).
+	// They go right after the shared library's variables, before the first feature's.
+	sharedAt := len(vars)
 	regoLibs = append(regoLibs, string(regoLib))
 	featureSchemas := map[string]interface{}{}
 	for _, f := range Features() {
@@ -172,8 +178,10 @@ func PolicyTemplate() (*unstructured.Unstructured, error) {
 				switch {
 				case own[name]:
 					return "variables." + prefix + name
-				case name == "parameters", name == "checkedContainers":
-					return "variables." + prefix + name
+				case name == "parameters":
+					return "variables.featureParameters." + f.Name
+				case name == "checkedContainers":
+					return "variables.featureContainers." + f.Name
 				}
 				return ref
 			})
@@ -188,7 +196,7 @@ func PolicyTemplate() (*unstructured.Unstructured, error) {
 		uses := func(name string) bool { return used[name] }
 		featureParams := "variables.parameters.?features.?" + f.Name
 		if uses("parameters") || uses("checkedContainers") {
-			vars = append(vars, map[string]interface{}{"name": prefix + "parameters", "expression": featureParams + ".orValue({})"})
+			featureParameters = append(featureParameters, fmt.Sprintf("%q: %s.orValue({})", f.Name, featureParams))
 		}
 		if uses("exemptImages") {
 			return nil, fmt.Errorf("the policy of feature %s: use variables.checkedContainers, not variables.exemptImages", f.Name)
@@ -197,28 +205,32 @@ func PolicyTemplate() (*unstructured.Unstructured, error) {
 			// The constraint's exemptImages, or the feature's own: only then are its checked
 			// containers computed apart from the shared ones. exemptImages do not apply to
 			// pod-level features.
-			own := strings.ReplaceAll(checkedContainers, "variables.exemptImages", "dyn(variables."+prefix+"parameters.exemptImages)")
-			expr := "variables." + prefix + "parameters.?exemptImages.hasValue() ? (" + own + ") : variables.checkedContainers"
+			mine := "variables.featureParameters." + f.Name
+			own := strings.ReplaceAll(checkedContainers, "variables.exemptImages", "dyn("+mine+".exemptImages)")
+			expr := mine + ".?exemptImages.hasValue() ? (" + own + ") : variables.checkedContainers"
 			if !f.ContainerLevel {
 				expr = strings.ReplaceAll(checkedContainers, "variables.exemptImages", "dyn([])")
 			}
-			vars = append(vars, map[string]interface{}{"name": prefix + "checkedContainers", "expression": expr})
+			featureContainers = append(featureContainers, fmt.Sprintf("%q: %s", f.Name, expr))
 		}
+		// violations lists the messages and violating says whether there are any: the validation
+		// and the gate test violating, only the messageExpression builds the messages (see
+		// gateName).
 		for _, v := range src.variables {
 			expr := rename(v.Expression)
-			if v.Name == "violations" {
+			switch v.Name {
+			case "violations":
 				expr = "!" + featureParams + ".hasValue() ? [] : (" + expr + ")"
+			case "violating":
+				expr = featureParams + ".hasValue() && (" + expr + ")"
 			}
 			vars = append(vars, map[string]interface{}{"name": prefix + v.Name, "expression": expr})
-			if v.Name == "violations" {
-				vars = append(vars, map[string]interface{}{"name": prefix + "found", "expression": foundOf(expr)})
-			}
 		}
 		violations := "variables." + prefix + "violations"
-		found := "variables." + prefix + "found"
-		anyViolation = append(anyViolation, "size("+found+") > 0")
+		violating := "variables." + prefix + "violating"
+		anyViolation = append(anyViolation, violating)
 		validations = append(validations, map[string]interface{}{
-			"expression":        strings.ReplaceAll(celValidation, "variables.violations", found),
+			"expression":        "!" + violating,
 			"messageExpression": strings.ReplaceAll(celMessageExpression, "variables.violations", violations),
 		})
 		lines := packageLine.FindAllStringIndex(src.rego, -1)
@@ -227,6 +239,10 @@ func PolicyTemplate() (*unstructured.Unstructured, error) {
 		}
 		regoLibs = append(regoLibs, src.rego[:lines[0][0]]+"package "+f.regoPackage()+src.rego[lines[0][1]:])
 	}
+
+	vars = slices.Insert(vars, sharedAt,
+		interface{}(map[string]interface{}{"name": "featureParameters", "expression": "{" + strings.Join(featureParameters, ", ") + "}"}),
+		interface{}(map[string]interface{}{"name": "featureContainers", "expression": "{" + strings.Join(featureContainers, ", ") + "}"}))
 
 	schema := map[string]interface{}{
 		"type":        "object",
@@ -358,8 +374,8 @@ func (f Feature) source() (featureSource, error) {
 	if cel != 1 || rego != 1 {
 		return out, fmt.Errorf("the policy of feature %s needs one %s and one %s code entry, found %d and %d", f.Name, EngineCEL, EngineRego, cel, rego)
 	}
-	if n := len(out.variables); n == 0 || out.variables[n-1].Name != "violations" {
-		return out, fmt.Errorf("the policy of feature %s: its %s variables must end with one named violations", f.Name, EngineCEL)
+	if n := len(out.variables); n < 2 || out.variables[n-1].Name != "violations" || out.variables[n-2].Name != "violating" {
+		return out, fmt.Errorf("the policy of feature %s: its %s variables must end with one named violating and one named violations", f.Name, EngineCEL)
 	}
 	for _, v := range out.variables {
 		if strings.Contains(v.Name, "_") {
@@ -380,80 +396,4 @@ func readCELLibrary() (celLibrary, error) {
 		return lib, fmt.Errorf("parsing shared CEL library: %w", err)
 	}
 	return lib, nil
-}
-
-// flattenIdiom flattens a list of lists of messages (lib/psc.cel.yaml); anyNonEmpty, put in
-// its place, is a list that is empty exactly when that list of lists holds no message (one "x"
-// per non-empty list), without joining and splitting strings. Both are method calls on the
-// list of lists, so the replacement cannot change how the expression around it parses.
-const (
-	flattenIdiom = `.map(l, l.join("\u0000")).filter(s, s != "").join("\u0000").split("\u0000").filter(s, s != "")`
-	anyNonEmpty  = `.filter(l, size(l) > 0).map(l, "x")`
-)
-
-// foundOf is a feature's <feature>_found, made from its violations expression: a list that is
-// empty exactly when the violations are, without building any message. Every
-// "psc/...".format([...]) becomes "x" (withoutFormatting) and every flattening of message lists
-// becomes anyNonEmpty, so it is not as long as the violations: the validations and the gate
-// only test whether it is empty. Only a messageExpression, evaluated in an activation of its
-// own, builds the messages. The engine agreement tests catch a copy that would miss a
-// violation or find one too many: the CEL verdict would differ from the Rego's.
-func foundOf(violations string) string {
-	return strings.ReplaceAll(withoutFormatting(violations), flattenIdiom, anyNonEmpty)
-}
-
-// withoutFormatting replaces each "psc/...".format([...]) of a violations expression with "x":
-// a list exactly as long (the flattening idioms drop only empty strings), without building the
-// messages.
-func withoutFormatting(expr string) string {
-	var b strings.Builder
-	i := 0
-	for {
-		j := strings.Index(expr[i:], `"psc/`)
-		if j < 0 {
-			b.WriteString(expr[i:])
-			return b.String()
-		}
-		j += i
-		// the end of the literal
-		k := j + 1
-		for k < len(expr) && expr[k] != '"' {
-			if expr[k] == '\\' {
-				k++
-			}
-			k++
-		}
-		if k >= len(expr) || !strings.HasPrefix(expr[k+1:], ".format(") {
-			b.WriteString(expr[i : k+1])
-			i = k + 1
-			continue
-		}
-		// the matching parenthesis of .format(
-		depth, m := 0, k+1+len(".format(")
-		inStr := false
-		for ; m < len(expr); m++ {
-			c := expr[m]
-			if inStr {
-				if c == '\\' {
-					m++
-				} else if c == '"' {
-					inStr = false
-				}
-				continue
-			}
-			if c == '"' {
-				inStr = true
-			} else if c == '(' {
-				depth++
-			} else if c == ')' {
-				if depth == 0 {
-					break
-				}
-				depth--
-			}
-		}
-		b.WriteString(expr[i:j])
-		b.WriteString(`"x"`)
-		i = m + 1
-	}
 }

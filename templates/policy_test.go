@@ -24,30 +24,3 @@ func TestFeatureOfMessage(t *testing.T) {
 		}
 	}
 }
-
-func TestWithoutFormatting(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{`l.map(e, "psc/x: %s".format([e.kind, strings.quote(e.c.name)]))`, `l.map(e, "x")`},
-		{`a.map(e, "psc/x: %s (y)".format([f(g(e)), "q)\")"])) + b.map(e, "psc/z".format([1]))`, `a.map(e, "x") + b.map(e, "x")`},
-		{`["psc/x: literal"] + l.map(e, "psc/x: \"quoted\" %s".format([e]))`, `["psc/x: literal"] + l.map(e, "x")`},
-		{`size(l) == 0`, `size(l) == 0`},
-	} {
-		if got := templates.WithoutFormatting(tc.in); got != tc.want {
-			t.Errorf("withoutFormatting(%s)\n got %s\nwant %s", tc.in, got, tc.want)
-		}
-	}
-}
-
-func TestFoundOf(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{`l.map(e, "psc/x: %s".format([e.kind]))`, `l.map(e, "x")`},
-		// Flattened message lists become a list that is empty exactly when they are.
-		{`l.map(e, e.ports.map(p, "psc/x: %d".format([p])))` +
-			`.map(l, l.join("\u0000")).filter(s, s != "").join("\u0000").split("\u0000").filter(s, s != "") + ["psc/y"]`,
-			`l.map(e, e.ports.map(p, "x")).filter(l, size(l) > 0).map(l, "x") + ["psc/y"]`},
-	} {
-		if got := templates.FoundOf(tc.in); got != tc.want {
-			t.Errorf("foundOf(%s)\n got %s\nwant %s", tc.in, got, tc.want)
-		}
-	}
-}

@@ -73,8 +73,9 @@ const (
 // is down, so it must never be able to lock out the control plane's own pods.
 const KubeSystemNamespace = "kube-system"
 
-// The validation of each feature in the policy template: its `violations` variable lists the
-// messages (see lib/psc.cel.yaml and policy.go).
+// The validation of each feature in the policy template tests its `violating` variable; its
+// message is made of its `violations` variable, the list of its messages (see lib/psc.cel.yaml
+// and policy.go).
 //
 // Gatekeeper's CEL driver (the API server's validator) evaluates every messageExpression, also
 // of validations that passed, in a second activation, and every reference to variables.<name>
@@ -82,7 +83,6 @@ const KubeSystemNamespace = "kube-system"
 // is "" without a violation (one lookup), and the list is bound once
 // ([list].map(vs, ...)[0]) instead of being looked up in every step of the comprehension.
 const (
-	celValidation = "size(variables.violations) == 0"
 	// Each message once, in order (distinct() needs Kubernetes 1.34; see lib/psc.cel.yaml).
 	// Messages are nearly always distinct already: that is checked with the native indexOf and
 	// lastIndexOf, and the positions idiom (an interpreted loop over 32 or more positions, the

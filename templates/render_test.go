@@ -389,11 +389,14 @@ func TestTemplatesHaveBothEngines(t *testing.T) {
 		if gate := "!variables.parameters.?features.?" + f.Name + ".hasValue() ? [] : "; !strings.HasPrefix(exprs[f.Name+"_violations"], gate) {
 			t.Errorf("variable %s_violations must start with %q", f.Name, gate)
 		}
-		// Its validation tests the copy without message formatting, which formats nothing.
-		if found := exprs[f.Name+"_found"]; found == "" || strings.Contains(found, ".format(") {
-			t.Errorf("variable %s_found: %q", f.Name, found)
+		// Its validation tests violating, which formats nothing; only the message builds messages.
+		if v := exprs[f.Name+"_violating"]; !strings.HasPrefix(v, "variables.parameters.?features.?"+f.Name+".hasValue() && ") || strings.Contains(v, ".format(") {
+			t.Errorf("variable %s_violating: %q", f.Name, v)
 		}
 		val := validations[i].(map[string]interface{})
+		if want := "!variables." + f.Name + "_violating"; val["expression"] != want {
+			t.Errorf("validation %d: expression %v, want %s", i, val["expression"], want)
+		}
 		msg, _ := val["messageExpression"].(string)
 		if msg == "" || strings.Contains(msg, "\n") || !strings.Contains(msg, "variables."+f.Name+"_violations") {
 			t.Errorf("validation %d: messageExpression %q must be the messages of %s, with no newline", i, msg, f.Name)
