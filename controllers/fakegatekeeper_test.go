@@ -43,6 +43,10 @@ type fakeGatekeeper struct {
 	// noExpansion plays Gatekeeper run with --enable-generator-resource-expansion=false: its
 	// pods never load (and never report) ExpansionTemplates.
 	noExpansion bool
+	// orphans are the constraint kinds whose CRD had no template at the last step. A CRD is
+	// removed only when its template has been missing for two steps and is still missing
+	// when checked again right before the removal (see removeOrphanCRDs).
+	orphans map[string]bool
 }
 
 func (fg *fakeGatekeeper) setExpansion(enabled bool) {
@@ -55,7 +59,7 @@ const fakeAuditTimestamp = "2026-11-22T10:00:00Z"
 
 func startFakeGatekeeper(t *testing.T, c client.Client) *fakeGatekeeper {
 	t.Helper()
-	fg := &fakeGatekeeper{c: c, templateErrors: map[string]string{}, constraintErrors: map[string]string{}, violations: map[string]int64{}, violationsLimit: 20}
+	fg := &fakeGatekeeper{c: c, templateErrors: map[string]string{}, constraintErrors: map[string]string{}, violations: map[string]int64{}, violationsLimit: 20, orphans: map[string]bool{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -285,20 +289,59 @@ func (fg *fakeGatekeeper) reportConstraints(ctx context.Context, kind string) er
 	return nil
 }
 
+// removeOrphanCRDs removes the constraint CRDs whose template is gone, as Gatekeeper does
+// when a template is deleted. Gatekeeper reacts to the deletion itself; this fake polls, and a
+// poll can race with the operator: templates listed (none, the CR was just deleted), the
+// operator re-creates the template and its constraint, then the CRD is removed on the stale
+// list and takes the new constraint with it (a second "Applied" event, or a constraint that
+// the operator's cache still holds and Gatekeeper never reports). Real Gatekeeper does not
+// remove the CRD of a template that exists, so the fake keeps that window as small as it can:
+// a CRD is removed only when its template was missing at two steps in a row (100 ms apart)
+// and is still missing on a fresh list right before the removal.
 func (fg *fakeGatekeeper) removeOrphanCRDs(ctx context.Context, kinds map[string]bool) error {
 	crds := &apiextensionsv1.CustomResourceDefinitionList{}
 	if err := fg.c.List(ctx, crds); err != nil {
 		return err
 	}
+	seen := map[string]bool{}
 	for i := range crds.Items {
 		crd := &crds.Items[i]
-		if crd.Spec.Group == constraintsGroup && !kinds[crd.Spec.Names.Kind] && crd.DeletionTimestamp.IsZero() {
-			if err := fg.c.Delete(ctx, crd); err != nil && !apierrors.IsNotFound(err) {
-				return err
-			}
+		kind := crd.Spec.Names.Kind
+		if crd.Spec.Group != constraintsGroup || kinds[kind] || !crd.DeletionTimestamp.IsZero() {
+			continue
+		}
+		seen[kind] = true
+		if !fg.orphans[kind] {
+			continue
+		}
+		exists, err := fg.templateOfKindExists(ctx, kind)
+		if err != nil {
+			return err
+		}
+		if exists {
+			continue
+		}
+		if err := fg.c.Delete(ctx, crd); err != nil && !apierrors.IsNotFound(err) {
+			return err
 		}
 	}
+	fg.orphans = seen
 	return nil
+}
+
+// templateOfKindExists lists the templates again: is there one for this constraint kind now?
+func (fg *fakeGatekeeper) templateOfKindExists(ctx context.Context, kind string) (bool, error) {
+	list := &unstructured.UnstructuredList{}
+	list.SetGroupVersionKind(templates.TemplateGVK.GroupVersion().WithKind("ConstraintTemplateList"))
+	if err := fg.c.List(ctx, list); err != nil {
+		return false, err
+	}
+	for i := range list.Items {
+		if k, _, _ := unstructured.NestedString(list.Items[i].Object, "spec", "crd", "spec", "names", "kind"); k == kind {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // reportMutators marks every Assign and ModifySet loaded, as Gatekeeper's pods running

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
@@ -146,6 +148,36 @@ func testDriftIsRestored(t *testing.T, te *testEnv, _ *fakeGatekeeper) {
 	// fake) removed the CRD; either way it must be there in the end.
 	waitPolicy(t, te.client, denyOnly("privilegedContainers"))
 	waitReady(t, te.client, metav1.ConditionTrue, ReasonEnforced)
+}
+
+// testConstraintCRDRemoved: Gatekeeper removes a template's constraint CRD, and every
+// constraint with it, when the template is deleted. When the template comes back quickly (a
+// GitOps prune and re-apply, the master switch off and on), a constraint the operator applied
+// in between can go with the old CRD. Once Gatekeeper (here the fake) has created the CRD
+// again, the operator must watch the kind again and apply the constraint again.
+func testConstraintCRDRemoved(t *testing.T, te *testEnv, _ *fakeGatekeeper) {
+	defer deleteCR(t, te.client)
+	ctx := context.Background()
+	applyCR(t, te.client, specWith("privilegedContainers"))
+	waitReady(t, te.client, metav1.ConditionTrue, ReasonEnforced)
+	con := &unstructured.Unstructured{}
+	con.SetGroupVersionKind(templates.ConstraintGroupVersion.WithKind(templates.PolicyKind))
+	if err := te.client.Get(ctx, client.ObjectKey{Name: "psc-deny"}, con); err != nil {
+		t.Fatal(err)
+	}
+	oldUID := con.GetUID()
+	crd := &apiextensionsv1.CustomResourceDefinition{}
+	if err := te.client.Get(ctx, client.ObjectKey{Name: constraintCRDName(templates.PolicyKind)}, crd); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := te.client.Delete(ctx, crd); err != nil {
+		t.Fatal(err)
+	}
+	waitRecreated(t, te.client, con, oldUID)
+	waitPolicy(t, te.client, denyOnly("privilegedContainers"))
+	waitReady(t, te.client, metav1.ConditionTrue, ReasonEnforced)
+	t.Logf("constraint applied again and enforced %v after its CRD was deleted", time.Since(start).Round(time.Millisecond))
 }
 
 // waitRecreated waits until an object of that kind and name exists with another UID.

@@ -18,6 +18,7 @@ func TestReconciler(t *testing.T) {
 		{"OneAppliedEventPerChange", testOneAppliedEventPerChange},
 		{"MasterSwitch", testMasterSwitch},
 		{"DriftIsRestored", testDriftIsRestored},
+		{"ConstraintCRDRemoved", testConstraintCRDRemoved},
 		{"StatusFollowsGatekeeper", testStatusFollowsGatekeeper},
 		{"TemplateErrorsSurface", testTemplateErrorsSurface},
 		{"ConstraintErrorsStayWithTheirFeatures", testConstraintErrorsStayWithTheirFeatures},
