@@ -47,6 +47,42 @@ type fakeGatekeeper struct {
 	// removed only when its template has been missing for two steps and is still missing
 	// when checked again right before the removal (see removeOrphanCRDs).
 	orphans map[string]bool
+	// actions are the fake's last CRD creations and removals, for describe.
+	actions []string
+}
+
+// record notes a CRD creation or removal (the last 20 are kept).
+func (fg *fakeGatekeeper) record(format string, args ...interface{}) {
+	fg.mu.Lock()
+	defer fg.mu.Unlock()
+	fg.actions = append(fg.actions, time.Now().UTC().Format("15:04:05.000")+" "+fmt.Sprintf(format, args...))
+	if len(fg.actions) > 20 {
+		fg.actions = fg.actions[len(fg.actions)-20:]
+	}
+}
+
+// describe is what a failed test logs: the constraint CRDs as the API server has them now and
+// the fake's last CRD actions.
+func (fg *fakeGatekeeper) describe(ctx context.Context) string {
+	var b strings.Builder
+	b.WriteString("fake Gatekeeper, at " + time.Now().UTC().Format("15:04:05.000") + ":\n")
+	crds := &apiextensionsv1.CustomResourceDefinitionList{}
+	if err := fg.c.List(ctx, crds); err != nil {
+		fmt.Fprintf(&b, "  listing CRDs: %v\n", err)
+	}
+	for _, crd := range crds.Items {
+		if crd.Spec.Group != constraintsGroup {
+			continue
+		}
+		fmt.Fprintf(&b, "  CRD %s uid %s created %s deleting %v finalizers %v established %t\n", crd.Name, crd.UID,
+			crd.CreationTimestamp.UTC().Format("15:04:05"), crd.DeletionTimestamp, crd.Finalizers, established(&crd))
+	}
+	fg.mu.Lock()
+	defer fg.mu.Unlock()
+	for _, a := range fg.actions {
+		b.WriteString("  " + a + "\n")
+	}
+	return b.String()
 }
 
 func (fg *fakeGatekeeper) setExpansion(enabled bool) {
@@ -216,7 +252,9 @@ func (fg *fakeGatekeeper) ensureConstraintCRD(ctx context.Context, kind string) 
 				}},
 			},
 		}
-		return false, client.IgnoreAlreadyExists(fg.c.Create(ctx, crd))
+		err := fg.c.Create(ctx, crd)
+		fg.record("create CRD %s: %v", name, err)
+		return false, client.IgnoreAlreadyExists(err)
 	}
 	if err != nil {
 		return false, err
@@ -233,7 +271,9 @@ func (fg *fakeGatekeeper) reportConstraints(ctx context.Context, kind string) er
 	list := &unstructured.UnstructuredList{}
 	list.SetGroupVersionKind(templates.ConstraintGroupVersion.WithKind(kind + "List"))
 	if err := fg.c.List(ctx, list); err != nil {
-		if meta.IsNoMatchError(err) {
+		// No such kind yet, or its CRD just went away (the API server answers 404 for the
+		// resource): nothing to report.
+		if meta.IsNoMatchError(err) || apierrors.IsNotFound(err) {
 			return nil
 		}
 		return err
@@ -321,7 +361,9 @@ func (fg *fakeGatekeeper) removeOrphanCRDs(ctx context.Context, kinds map[string
 		if exists {
 			continue
 		}
-		if err := fg.c.Delete(ctx, crd); err != nil && !apierrors.IsNotFound(err) {
+		err = fg.c.Delete(ctx, crd)
+		fg.record("delete CRD %s (uid %s): %v", crd.Name, crd.UID, err)
+		if err != nil && !apierrors.IsNotFound(err) {
 			return err
 		}
 	}

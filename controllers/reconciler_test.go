@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"context"
 	"testing"
 )
 
@@ -36,6 +37,13 @@ func TestReconciler(t *testing.T) {
 		{"OnlyClusterIsAccepted", testOnlyClusterIsAccepted},
 		{"SpecIsValidatedByTheAPIServer", testSpecIsValidatedByTheAPIServer},
 	} {
-		t.Run(tc.name, func(t *testing.T) { tc.run(t, te, fg) })
+		t.Run(tc.name, func(t *testing.T) {
+			defer func() {
+				if t.Failed() {
+					t.Log(fg.describe(context.Background()))
+				}
+			}()
+			tc.run(t, te, fg)
+		})
 	}
 }
