@@ -49,6 +49,14 @@ type fakeGatekeeper struct {
 	orphans map[string]bool
 	// actions are the fake's last CRD creations and removals, for describe.
 	actions []string
+	// phase is what the step loop did last, with its time, for describe.
+	phase string
+}
+
+func (fg *fakeGatekeeper) setPhase(p string) {
+	fg.mu.Lock()
+	defer fg.mu.Unlock()
+	fg.phase = time.Now().UTC().Format("15:04:05.000") + " " + p
 }
 
 // record notes a CRD creation or removal (the last 20 are kept).
@@ -77,8 +85,17 @@ func (fg *fakeGatekeeper) describe(ctx context.Context) string {
 		fmt.Fprintf(&b, "  CRD %s uid %s created %s deleting %v finalizers %v established %t\n", crd.Name, crd.UID,
 			crd.CreationTimestamp.UTC().Format("15:04:05"), crd.DeletionTimestamp, crd.Finalizers, established(&crd))
 	}
+	tmpls := &unstructured.UnstructuredList{}
+	tmpls.SetGroupVersionKind(templates.TemplateGVK.GroupVersion().WithKind("ConstraintTemplateList"))
+	if err := fg.c.List(ctx, tmpls); err != nil {
+		fmt.Fprintf(&b, "  listing templates: %v\n", err)
+	}
+	for _, t := range tmpls.Items {
+		fmt.Fprintf(&b, "  template %s uid %s deleting %v finalizers %v status %v\n", t.GetName(), t.GetUID(), t.GetDeletionTimestamp(), t.GetFinalizers(), t.Object["status"])
+	}
 	fg.mu.Lock()
 	defer fg.mu.Unlock()
+	b.WriteString("  last: " + fg.phase + "\n")
 	for _, a := range fg.actions {
 		b.WriteString("  " + a + "\n")
 	}
@@ -107,7 +124,14 @@ func startFakeGatekeeper(t *testing.T, c client.Client) *fakeGatekeeper {
 			case <-ctx.Done():
 				return
 			case <-tick.C:
-				if err := fg.step(ctx); err != nil && ctx.Err() == nil {
+				// A step that hangs on an API call would stop the fake without a trace: each
+				// gets a deadline, and describe tells when the last one started and ended.
+				stepCtx, cancelStep := context.WithTimeout(ctx, 10*time.Second)
+				fg.setPhase("step started")
+				err := fg.step(stepCtx)
+				cancelStep()
+				fg.setPhase(fmt.Sprintf("step ended (%v)", err))
+				if err != nil && ctx.Err() == nil {
 					t.Logf("fake gatekeeper: %v", err)
 				}
 			}
