@@ -257,29 +257,11 @@ func BenchmarkLibraryInterleaved(b *testing.B) {
 		b.Skip("PSC_BENCH_INTERLEAVED is not set: hack/bench.sh runs this with a fixed number of iterations")
 	}
 	sides := librarySides(b)
-	ctx := context.Background()
 	for _, name := range []string{"compliant", "all-violating"} {
 		pod := readObject(b, filepath.Join("testdata", "pods", name+".yaml"))
 		b.Run(name, func(b *testing.B) {
-			durations := make([][]time.Duration, len(sides))
-			i := 0
-			for b.Loop() {
-				for k := range sides {
-					j := (k + i) % len(sides)
-					start := time.Now()
-					if _, err := sides[j].ev.Review(ctx, policytest.Request{Object: pod, Namespace: "shop"}); err != nil {
-						b.Fatal(err)
-					}
-					durations[j] = append(durations[j], time.Since(start))
-				}
-				i++
-			}
-			p50 := make([]time.Duration, len(sides))
-			for k, d := range durations {
-				slices.Sort(d)
-				p50[k] = d[len(d)/2]
-			}
-			fmt.Printf("interleaved p50, %s pod, %d reviews per side (load average %s):\n", name, i, loadAverage())
+			p50, n := interleavedP50(b, sides, pod)
+			fmt.Printf("interleaved p50, %s pod, %d reviews per side (load average %s):\n", name, n, loadAverage())
 			for k, s := range sides {
 				ratio := float64(p50[k]) / float64(p50[0])
 				fmt.Printf("  %-30s %8.3f ms  %5.2fx library/default\n", s.name, float64(p50[k])/1e6, ratio)
@@ -289,6 +271,33 @@ func BenchmarkLibraryInterleaved(b *testing.B) {
 			}
 		})
 	}
+}
+
+// interleavedP50 reviews the pod once with every side per iteration, in a rotating order so
+// that all sides see the same load, timing each review; it returns each side's p50 and the
+// number of reviews per side.
+func interleavedP50(b *testing.B, sides []benchSide, pod map[string]interface{}) ([]time.Duration, int) {
+	b.Helper()
+	ctx := context.Background()
+	durations := make([][]time.Duration, len(sides))
+	i := 0
+	for b.Loop() {
+		for k := range sides {
+			j := (k + i) % len(sides)
+			start := time.Now()
+			if _, err := sides[j].ev.Review(ctx, policytest.Request{Object: pod, Namespace: "shop"}); err != nil {
+				b.Fatal(err)
+			}
+			durations[j] = append(durations[j], time.Since(start))
+		}
+		i++
+	}
+	p50 := make([]time.Duration, len(sides))
+	for k, d := range durations {
+		slices.Sort(d)
+		p50[k] = d[len(d)/2]
+	}
+	return p50, i
 }
 
 // loadAverage is the 1-, 5- and 15-minute load average, for the record.

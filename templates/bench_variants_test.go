@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
@@ -139,28 +138,9 @@ func BenchmarkTemplateVariants(b *testing.B) {
 		}
 		sides = append(sides, load(name, withVariant(b, ours, change)))
 	}
-	durations := make([][]time.Duration, len(sides))
-	i := 0
-	for b.Loop() {
-		for k := range sides {
-			j := (k + i) % len(sides)
-			start := time.Now()
-			if _, err := sides[j].ev.Review(ctx, policytest.Request{Object: pod, Namespace: "shop"}); err != nil {
-				b.Fatal(err)
-			}
-			durations[j] = append(durations[j], time.Since(start))
-		}
-		i++
-	}
-	fmt.Printf("all-violating pod, template variants, %d reviews each (load average %s):\n", i, loadAverage())
-	var ref time.Duration
+	p50, n := interleavedP50(b, sides, pod)
+	fmt.Printf("all-violating pod, template variants, %d reviews each (load average %s):\n", n, loadAverage())
 	for k, s := range sides {
-		d := durations[k]
-		slices.Sort(d)
-		p50 := d[len(d)/2]
-		if k == 0 {
-			ref = p50
-		}
-		fmt.Printf("  %-12s %8.3f ms  %5.2fx library/default\n", s.name, float64(p50)/1e6, float64(p50)/float64(ref))
+		fmt.Printf("  %-12s %8.3f ms  %5.2fx library/default\n", s.name, float64(p50[k])/1e6, float64(p50[k])/float64(p50[0]))
 	}
 }
