@@ -182,7 +182,7 @@ func (fg *fakeGatekeeper) step(ctx context.Context) error {
 	kinds := map[string]bool{}
 	for i := range list.Items {
 		tmpl := &list.Items[i]
-		kind, _, _ := unstructured.NestedString(tmpl.Object, "spec", "crd", "spec", "names", "kind")
+		kind := templateKind(tmpl)
 		fg.mu.Lock()
 		errMsg := fg.templateErrors[tmpl.GetName()]
 		fg.mu.Unlock()
@@ -395,6 +395,12 @@ func (fg *fakeGatekeeper) removeOrphanCRDs(ctx context.Context, kinds map[string
 	return nil
 }
 
+// templateKind is the constraint kind a template declares.
+func templateKind(tmpl *unstructured.Unstructured) string {
+	kind, _, _ := unstructured.NestedString(tmpl.Object, "spec", "crd", "spec", "names", "kind")
+	return kind
+}
+
 // templateOfKindExists lists the templates again: is there one for this constraint kind now?
 func (fg *fakeGatekeeper) templateOfKindExists(ctx context.Context, kind string) (bool, error) {
 	list := &unstructured.UnstructuredList{}
@@ -403,7 +409,7 @@ func (fg *fakeGatekeeper) templateOfKindExists(ctx context.Context, kind string)
 		return false, err
 	}
 	for i := range list.Items {
-		if k, _, _ := unstructured.NestedString(list.Items[i].Object, "spec", "crd", "spec", "names", "kind"); k == kind {
+		if templateKind(&list.Items[i]) == kind {
 			return true, nil
 		}
 	}

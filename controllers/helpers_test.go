@@ -103,7 +103,7 @@ func constraintCRDsSettled(ctx context.Context, c client.Client) error {
 	}
 	kinds := map[string]bool{}
 	for _, tmpl := range list.Items {
-		if kind, _, _ := unstructured.NestedString(tmpl.Object, "spec", "crd", "spec", "names", "kind"); kind != "" && tmpl.GetDeletionTimestamp().IsZero() {
+		if kind := templateKind(&tmpl); kind != "" && tmpl.GetDeletionTimestamp().IsZero() {
 			kinds[kind] = true
 		}
 	}

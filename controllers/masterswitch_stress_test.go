@@ -1,7 +1,6 @@
 package controllers
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"testing"
@@ -24,14 +23,7 @@ func TestStressMasterSwitch(t *testing.T) {
 	te := startEnv(t, true)
 	fg := startFakeGatekeeper(t, te.client)
 	for i := 0; i < 40; i++ {
-		ok := t.Run(fmt.Sprint("MasterSwitch", i), func(t *testing.T) {
-			defer func() {
-				if t.Failed() {
-					t.Log(fg.describe(context.Background()))
-				}
-			}()
-			testMasterSwitch(t, te, fg)
-		})
+		ok := runBehaviour(t, fmt.Sprint("MasterSwitch", i), te, fg, testMasterSwitch)
 		if !ok {
 			break
 		}

@@ -37,13 +37,19 @@ func TestReconciler(t *testing.T) {
 		{"OnlyClusterIsAccepted", testOnlyClusterIsAccepted},
 		{"SpecIsValidatedByTheAPIServer", testSpecIsValidatedByTheAPIServer},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			defer func() {
-				if t.Failed() {
-					t.Log(fg.describe(context.Background()))
-				}
-			}()
-			tc.run(t, te, fg)
-		})
+		runBehaviour(t, tc.name, te, fg, tc.run)
 	}
+}
+
+// runBehaviour runs one behaviour as a subtest; when it fails, the fake Gatekeeper's view (the
+// constraint CRDs, the templates, its last CRD actions) goes into the log.
+func runBehaviour(t *testing.T, name string, te *testEnv, fg *fakeGatekeeper, run func(*testing.T, *testEnv, *fakeGatekeeper)) bool {
+	return t.Run(name, func(t *testing.T) {
+		defer func() {
+			if t.Failed() {
+				t.Log(fg.describe(context.Background()))
+			}
+		}()
+		run(t, te, fg)
+	})
 }
