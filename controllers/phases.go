@@ -539,7 +539,8 @@ func (r *Reconciler) applyObjectFrom(ctx context.Context, owner *v1alpha1.PodSec
 	if last := r.lastApplied.swap(desired.GetKind()+"/"+desired.GetName(), rv); rv != "" && (rv == last || (err == nil && rv == live.GetResourceVersion())) {
 		return nil, desired, false, nil
 	}
-	logf.FromContext(ctx).Info("Applied object", "kind", desired.GetKind(), "name", desired.GetName())
+	logf.FromContext(ctx).Info("Applied object", "kind", desired.GetKind(), "name", desired.GetName(),
+		"uid", desired.GetUID(), "resourceVersion", rv)
 	return prev, desired, true, nil
 }
 
@@ -676,7 +677,9 @@ func toInterfaceMap(m map[string]string) map[string]interface{} {
 // then constraints, then templates (also the per-feature templates of older operator versions).
 // Objects without our label are never touched, nor is the admission probe's policy
 // (reconcileAdmissionProbe and the finalizer remove it). With holdTemplates, stale templates
-// are kept (the policy that replaces them is not enforced yet).
+// are kept (the policy that replaces them is not enforced yet). While the constraint CRD is
+// being deleted, its constraints are deleted too, wanted or not (deleteDoomedConstraint).
+// Only what it deleted itself is reported pruned.
 func (r *Reconciler) pruneStale(ctx context.Context, desired templates.Inventory, holdTemplates bool) ([]string, error) {
 	want := map[string]bool{}
 	for _, obj := range desired.Objects() {
@@ -728,9 +731,16 @@ func (r *Reconciler) pruneStale(ctx context.Context, desired templates.Inventory
 		return pruned, errors.Join(append(errs, fmt.Errorf("listing %s constraints: %w", templates.PolicyKind, err))...)
 	}
 	constraintErrs := 0
+	// Wanted constraints go too while their CRD is being deleted (deleteDoomedConstraint).
+	doomed := len(conList.Items) > 0 && r.crdTerminating(ctx, constraintCRDName(templates.PolicyKind))
 	for i := range conList.Items {
+		con := &conList.Items[i]
 		before := len(errs)
-		pruned, errs = r.deleteUnwanted(ctx, &conList.Items[i], want, pruned, errs)
+		if doomed && want[con.GetKind()+"/"+con.GetName()] {
+			errs = r.deleteDoomedConstraint(ctx, con, errs)
+		} else {
+			pruned, errs = r.deleteUnwanted(ctx, con, want, pruned, errs)
+		}
 		constraintErrs += len(errs) - before
 	}
 	if constraintErrs > 0 {
@@ -752,11 +762,75 @@ func (r *Reconciler) deleteUnwanted(ctx context.Context, obj *unstructured.Unstr
 	if want[id] || !obj.GetDeletionTimestamp().IsZero() || isProbeObject(obj) {
 		return pruned, errs
 	}
-	if err := r.Client.Delete(ctx, obj, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil && !apierrors.IsNotFound(err) {
+	deleted, err := r.deleteListed(ctx, obj)
+	if err != nil {
 		return pruned, append(errs, fmt.Errorf("deleting %s: %w", id, err))
 	}
-	logf.FromContext(ctx).Info("Pruned object", "kind", obj.GetKind(), "name", obj.GetName())
+	if !deleted {
+		return pruned, errs
+	}
+	logf.FromContext(ctx).Info("Pruned object", "kind", obj.GetKind(), "name", obj.GetName(),
+		"uid", obj.GetUID(), "resourceVersion", obj.GetResourceVersion())
 	return append(pruned, id), errs
+}
+
+// deleteListed deletes the object as it was listed, and only that one: the list may come from a
+// cache that lags behind the API server, and a delete by name alone would remove an object of
+// the same name created since. It reports whether it deleted the object; false, without an
+// error, when the object is gone already (a stale list: whoever deleted it reported it) or was
+// replaced by a newer one of the same name.
+func (r *Reconciler) deleteListed(ctx context.Context, obj *unstructured.Unstructured) (bool, error) {
+	uid := obj.GetUID()
+	opts := []client.DeleteOption{client.PropagationPolicy(metav1.DeletePropagationBackground)}
+	if uid != "" {
+		opts = append(opts, client.Preconditions{UID: &uid})
+	}
+	err := r.Client.Delete(ctx, obj, opts...)
+	switch {
+	case err == nil:
+		return true, nil
+	case apierrors.IsNotFound(err):
+		return false, nil
+	case apierrors.IsConflict(err) && uid != "":
+		// The UID precondition failed: the object was deleted and created again.
+		logf.FromContext(ctx).V(1).Info("Not deleting an object created again since it was listed", "kind", obj.GetKind(), "name", obj.GetName(), "listedUID", uid)
+		return false, nil
+	default:
+		return false, err
+	}
+}
+
+// crdTerminating reports whether the CRD with this name is being deleted.
+func (r *Reconciler) crdTerminating(ctx context.Context, name string) bool {
+	crd := &apiextensionsv1.CustomResourceDefinition{}
+	if err := r.APIReader.Get(ctx, types.NamespacedName{Name: name}, crd); err != nil {
+		return false
+	}
+	return !crd.DeletionTimestamp.IsZero()
+}
+
+// deleteDoomedConstraint deletes a constraint whose CRD is being deleted, wanted or not: the
+// CRD takes every constraint of its kind with it, and the operator applies it again once
+// Gatekeeper has created the CRD anew. Leaving it is not harmless. The API server deletes the
+// objects of a CRD it removes, then checks every 5 seconds for a minute that none is left
+// before it lets the CRD go; an object created after it looked (the operator applying a
+// constraint while Gatekeeper removes the CRD of a template deleted and applied again in quick
+// succession, and the API server has not marked the CRD terminating yet) keeps the CRD
+// terminating for that minute, and Gatekeeper cannot create the CRD of the template that
+// exists meanwhile: the policy is not enforced, and the operator waits.
+func (r *Reconciler) deleteDoomedConstraint(ctx context.Context, obj *unstructured.Unstructured, errs []error) []error {
+	if !obj.GetDeletionTimestamp().IsZero() {
+		return errs
+	}
+	deleted, err := r.deleteListed(ctx, obj)
+	if err != nil {
+		return append(errs, fmt.Errorf("deleting %s/%s, whose CRD is being deleted: %w", obj.GetKind(), obj.GetName(), err))
+	}
+	if deleted {
+		logf.FromContext(ctx).Info("Deleted a constraint whose CRD is being deleted; it is applied again once Gatekeeper has created the CRD anew",
+			"kind", obj.GetKind(), "name", obj.GetName(), "uid", obj.GetUID(), "resourceVersion", obj.GetResourceVersion())
+	}
+	return errs
 }
 
 // isTransient reports errors that ordering explains: Gatekeeper has not created the
