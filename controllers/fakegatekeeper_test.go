@@ -74,8 +74,22 @@ func (fg *fakeGatekeeper) record(format string, args ...interface{}) {
 func (fg *fakeGatekeeper) describe(ctx context.Context) string {
 	var b strings.Builder
 	b.WriteString("fake Gatekeeper, at " + time.Now().UTC().Format("15:04:05.000") + ":\n")
+	b.WriteString(describeGatekeeperObjects(ctx, fg.c))
+	fg.mu.Lock()
+	defer fg.mu.Unlock()
+	b.WriteString("  last: " + fg.phase + "\n")
+	for _, a := range fg.actions {
+		b.WriteString("  " + a + "\n")
+	}
+	return b.String()
+}
+
+// describeGatekeeperObjects lists the constraint CRDs, the templates and our constraints as the
+// API server has them, one line each.
+func describeGatekeeperObjects(ctx context.Context, c client.Client) string {
+	var b strings.Builder
 	crds := &apiextensionsv1.CustomResourceDefinitionList{}
-	if err := fg.c.List(ctx, crds); err != nil {
+	if err := c.List(ctx, crds); err != nil {
 		fmt.Fprintf(&b, "  listing CRDs: %v\n", err)
 	}
 	for _, crd := range crds.Items {
@@ -87,17 +101,19 @@ func (fg *fakeGatekeeper) describe(ctx context.Context) string {
 	}
 	tmpls := &unstructured.UnstructuredList{}
 	tmpls.SetGroupVersionKind(templates.TemplateGVK.GroupVersion().WithKind("ConstraintTemplateList"))
-	if err := fg.c.List(ctx, tmpls); err != nil {
+	if err := c.List(ctx, tmpls); err != nil {
 		fmt.Fprintf(&b, "  listing templates: %v\n", err)
 	}
 	for _, t := range tmpls.Items {
 		fmt.Fprintf(&b, "  template %s uid %s deleting %v finalizers %v status %v\n", t.GetName(), t.GetUID(), t.GetDeletionTimestamp(), t.GetFinalizers(), t.Object["status"])
 	}
-	fg.mu.Lock()
-	defer fg.mu.Unlock()
-	b.WriteString("  last: " + fg.phase + "\n")
-	for _, a := range fg.actions {
-		b.WriteString("  " + a + "\n")
+	cons := &unstructured.UnstructuredList{}
+	cons.SetGroupVersionKind(templates.ConstraintGroupVersion.WithKind(templates.PolicyKind + "List"))
+	if err := c.List(ctx, cons); err == nil {
+		for _, con := range cons.Items {
+			fmt.Fprintf(&b, "  constraint %s/%s uid %s created %s deleting %v\n", con.GetKind(), con.GetName(), con.GetUID(),
+				con.GetCreationTimestamp().UTC().Format("15:04:05"), con.GetDeletionTimestamp())
+		}
 	}
 	return b.String()
 }

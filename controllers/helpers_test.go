@@ -72,10 +72,15 @@ func applyCR(t *testing.T, c client.Client, spec v1alpha1.PodSecurityConstraints
 	}
 }
 
-// deleteCR deletes the CR and waits until the finalizer let it go.
+// deleteCR deletes the CR and waits until the finalizer let it go. After a failure it first
+// logs the Gatekeeper objects as the failure left them (describe, logged later, shows them after
+// this cleanup).
 func deleteCR(t *testing.T, c client.Client) {
 	t.Helper()
 	ctx := context.Background()
+	if t.Failed() {
+		t.Logf("before cleanup, at %s:\n%s", time.Now().UTC().Format("15:04:05.000"), describeGatekeeperObjects(ctx, c))
+	}
 	obj := &v1alpha1.PodSecurityConstraints{ObjectMeta: metav1.ObjectMeta{Name: v1alpha1.ClusterName}}
 	if err := c.Delete(ctx, obj); err != nil && !apierrors.IsNotFound(err) {
 		t.Fatal(err)
