@@ -41,6 +41,9 @@
 //	s16 TestValidatingAdmissionPolicy        spec.validatingAdmissionPolicy: policies and bindings generated,
 //	                                        Gatekeeper killed and uninstalled -> the API server still denies,
 //	                                        EnforcedByAPIServerOnly; switched off -> policies removed
+//	s17 TestPolicyLayout                    one template and one constraint per enforcement action
+//	   TestUpgradeFromPerFeatureLayout      the per-feature templates of earlier releases pruned on upgrade
+//	s18 TestMasterSwitchQuickly             the master switch off and on again within a second
 //
 // Environment: KUBECONFIG (default bin/local/kubeconfig), PSC_KUBECTL (default the kubectl under
 // bin/k8s), PSC_E2E_OPERATOR_LOG (where the in-process operator logs; default a file in $TMPDIR,
