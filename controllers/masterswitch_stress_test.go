@@ -7,7 +7,8 @@ import (
 )
 
 // TestStressMasterSwitch runs MasterSwitch 40 times in one environment, stopping at the first
-// failure, which logs the fake Gatekeeper's view (describe, after the behaviour's cleanup). On
+// failure, which logs the Gatekeeper objects before the behaviour's cleanup (deleteCR) and the
+// fake Gatekeeper's view after it (describe). On
 // 1.30.14 with the machine's two cores kept busy it failed about once in 70 runs: switched off
 // and on again, the operator re-applied the template and its constraint while the fake removed
 // the constraint CRD of the template it had seen deleted; the constraint was created after the

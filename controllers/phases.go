@@ -455,11 +455,17 @@ func (r *Reconciler) crdEstablished(ctx context.Context, gvk schema.GroupVersion
 	if mk, ok := templates.ManagedKindOf(gvk); ok {
 		name = mk.CRD
 	}
+	crd := r.getCRD(ctx, name)
+	return crd != nil && established(crd)
+}
+
+// getCRD reads a CRD through APIReader; nil when it does not exist or cannot be read.
+func (r *Reconciler) getCRD(ctx context.Context, name string) *apiextensionsv1.CustomResourceDefinition {
 	crd := &apiextensionsv1.CustomResourceDefinition{}
 	if err := r.APIReader.Get(ctx, types.NamespacedName{Name: name}, crd); err != nil {
-		return false
+		return nil
 	}
-	return established(crd)
+	return crd
 }
 
 // isGatekeeperCRD reports CRDs the operator cares about: those of the fixed kinds it writes
@@ -802,11 +808,8 @@ func (r *Reconciler) deleteListed(ctx context.Context, obj *unstructured.Unstruc
 
 // crdTerminating reports whether the CRD with this name is being deleted.
 func (r *Reconciler) crdTerminating(ctx context.Context, name string) bool {
-	crd := &apiextensionsv1.CustomResourceDefinition{}
-	if err := r.APIReader.Get(ctx, types.NamespacedName{Name: name}, crd); err != nil {
-		return false
-	}
-	return !crd.DeletionTimestamp.IsZero()
+	crd := r.getCRD(ctx, name)
+	return crd != nil && !crd.DeletionTimestamp.IsZero()
 }
 
 // deleteDoomedConstraint deletes a constraint whose CRD is being deleted, wanted or not: the
