@@ -230,8 +230,10 @@ func PolicyTemplate() (*unstructured.Unstructured, error) {
 		violating := "variables." + prefix + "violating"
 		anyViolation = append(anyViolation, violating)
 		validations = append(validations, map[string]interface{}{
-			"expression":        "!" + violating,
-			"messageExpression": strings.ReplaceAll(celMessageExpression, "variables.violations", violations),
+			"expression": "!" + violating,
+			"messageExpression": strings.NewReplacer("variables.violations", violations, "FEATURE", f.Name,
+				"LIMIT", strconv.Itoa(celMessageLimit), "CUT", strconv.Itoa(celMessageCut)).Replace(celMessageExpression),
+			"message": strings.ReplaceAll(celStaticMessage, "FEATURE", f.Name),
 		})
 		lines := packageLine.FindAllStringIndex(src.rego, -1)
 		if len(lines) != 1 {

@@ -82,16 +82,37 @@ const KubeSystemNamespace = "kube-system"
 // is a lookup in a lazy map that unescapes the name with a regular expression. So the message
 // is "" without a violation (one lookup), and the list is bound once
 // ([list].map(vs, ...)[0]) instead of being looked up in every step of the comprehension.
+// The API server drops a message longer than 5 KiB (5,120 bytes) and falls back to the
+// validation's static message, so a feature's messages are cut before that: when all of
+// them joined (repeats included, an upper bound) are longer than celMessageLimit bytes, the
+// message keeps the whole messages that fit in celMessageCut bytes (a quarter of that many
+// characters when the text is not ASCII: a character is at most 4 bytes) and ends with one
+// that says how many there are in all. The check costs a native join and no comprehension,
+// so the usual short message pays nearly nothing for it.
+const (
+	celMessageLimit = 5000
+	celMessageCut   = 4800
+)
+
 const (
 	// Each message once, in order (distinct() needs Kubernetes 1.34; see lib/psc.cel.yaml).
 	// Messages are nearly always distinct already: that is checked with the native indexOf and
 	// lastIndexOf, and the positions idiom (an interpreted loop over 32 or more positions, the
 	// larger part of a message's cost) runs only when a message repeats.
-	celMessageExpression = `size(variables.violations) == 0 ? "" : [variables.violations].map(vs, ` +
-		`(vs.all(m, vs.indexOf(m) == vs.lastIndexOf(m)) ? vs : ` +
+	celDistinct = `(vs.all(m, vs.indexOf(m) == vs.lastIndexOf(m)) ? vs : ` +
 		`(size(vs) <= 32 ? variables.smallIndexes : variables.indexes)` +
 		`.filter(i, i < size(vs) && vs.indexOf(vs[i]) == i)` +
-		`.map(i, vs[i])).join("; "))[0]`
+		`.map(i, vs[i]))`
+	// celMessageExpression is a validation's messageExpression; FEATURE is the feature's name.
+	celMessageExpression = `size(variables.violations) == 0 ? "" : [variables.violations].map(vs, ` +
+		`size(bytes(vs.join("; "))) <= LIMIT ? ` + celDistinct + `.join("; ") : ` +
+		`[` + celDistinct + `].map(ds, [ds.join("; ")].map(j, size(bytes(j)) <= LIMIT ? j : ` +
+		`[size(j) == size(bytes(j)) ? j.substring(0, CUT) : j.substring(0, CUT / 4)].map(t, ` +
+		`(t.lastIndexOf("; ") > 0 ? t.substring(0, t.lastIndexOf("; ")) : t) + ` +
+		`"; psc/FEATURE: " + string(size(ds)) + " violations in all, the rest are not listed (the API server takes messages of up to 5 KiB)")[0])[0])[0])[0]`
+	// celStaticMessage is the validation's message, which the API server uses only when the
+	// messageExpression fails (its runtime cost budget, for one): never "failed expression".
+	celStaticMessage = "psc/FEATURE: the pod violates this feature (the message that lists its violations could not be built: see the README, \"Why was my pod denied?\")"
 )
 
 // Options are the cluster facts the spec does not hold.
