@@ -3,11 +3,15 @@ package templates_test
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/runtime"
+
 	"github.com/podsecurity/psc-operator/api/v1alpha1/validation"
+	"github.com/podsecurity/psc-operator/templates"
 	"github.com/podsecurity/psc-operator/templates/policytest"
 )
 
@@ -116,4 +120,81 @@ func TestLongMessagesAreCut(t *testing.T) {
 			t.Logf("%d bytes, %d characters: %d of %d messages listed", len(msg), len([]rune(msg)), len(listed), len(rego))
 		})
 	}
+}
+
+// TestLargePodsStayWithinCostBudget: Gatekeeper gives the validations and all messageExpressions
+// of one review one runtime cost budget; when the messages exhaust it, the API server's
+// validator reports every feature as "failed messageExpression: … running out of cost budget".
+// Deduplicating messages without a bound (a quadratic check) exhausted it from 66 containers
+// that violate every feature. The all-violating sample pod scaled up must still give one
+// result per feature, each with the feature's own message; the compliant pod scaled up must
+// pass.
+func TestLargePodsStayWithinCostBudget(t *testing.T) {
+	ctx := context.Background()
+	ours := fullSampleRendered(t).Objects(templates.RoleTemplate, templates.RoleConstraint)
+	cel, err := policytest.NewWithEngine(ctx, policytest.EngineCEL, ours)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		pod   string
+		times int
+	}{{"compliant", 1}, {"compliant", 200}, {"all-violating", 1}, {"all-violating", 25}, {"all-violating", 100}} {
+		t.Run(fmt.Sprintf("%s x%d", tc.pod, tc.times), func(t *testing.T) {
+			pod := scaledPod(readObject(t, filepath.Join("testdata", "pods", tc.pod+".yaml")), tc.times)
+			vs, err := cel.Review(ctx, policytest.Request{Object: pod, Namespace: "shop"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.pod == "compliant" {
+				if len(vs) != 0 {
+					t.Fatalf("%d containers: %d results, want none: %.300v", containerCount(pod), len(vs), vs)
+				}
+				return
+			}
+			seen := map[string]bool{}
+			for _, v := range vs {
+				f := templates.FeatureOfMessage(v.Message)
+				if f == "" || seen[f] || strings.Contains(v.Message, "could not be built") {
+					t.Errorf("%d containers: result %.200q is not one feature's own message", containerCount(pod), v.Message)
+				}
+				seen[f] = true
+			}
+			if len(seen) != len(templates.Features()) {
+				t.Errorf("%d containers: %d features reported, want %d", containerCount(pod), len(seen), len(templates.Features()))
+			}
+		})
+	}
+}
+
+// scaledPod repeats every container and init container of pod n times (names made unique).
+func scaledPod(pod map[string]interface{}, n int) map[string]interface{} {
+	p := runtime.DeepCopyJSON(pod)
+	spec := p["spec"].(map[string]interface{})
+	for _, field := range []string{"containers", "initContainers"} {
+		cs, _ := spec[field].([]interface{})
+		if len(cs) == 0 {
+			continue
+		}
+		out := make([]interface{}, 0, n*len(cs))
+		for i := 0; i < n; i++ {
+			for _, c := range cs {
+				c := runtime.DeepCopyJSON(c.(map[string]interface{}))
+				c["name"] = fmt.Sprintf("%s-%d", c["name"], i)
+				out = append(out, c)
+			}
+		}
+		spec[field] = out
+	}
+	return p
+}
+
+func containerCount(pod map[string]interface{}) int {
+	spec := pod["spec"].(map[string]interface{})
+	n := 0
+	for _, field := range []string{"containers", "initContainers", "ephemeralContainers"} {
+		cs, _ := spec[field].([]interface{})
+		n += len(cs)
+	}
+	return n
 }

@@ -97,10 +97,19 @@ const (
 const (
 	// Each message once, in order (distinct() needs Kubernetes 1.34; see lib/psc.cel.yaml).
 	// Messages are nearly always distinct already: that is checked with the native indexOf and
-	// lastIndexOf, and the positions idiom (an interpreted loop over 32 or more positions, the
-	// larger part of a message's cost) runs only when a message repeats.
-	celDistinct = `(vs.all(m, vs.indexOf(m) == vs.lastIndexOf(m)) ? vs : ` +
-		`(size(vs) <= 32 ? variables.smallIndexes : variables.indexes)` +
+	// lastIndexOf, and the positions idiom (an interpreted loop over 32 positions, the larger
+	// part of a message's cost) runs only when a message repeats. Both are quadratic in the
+	// number of messages, and Gatekeeper gives the validations and all the messages of a
+	// review one runtime cost budget (celconfig.PerCallLimit, 1,000,000): when it runs out, the
+	// API server's validator replaces every result of the template, violated or not, with
+	// "failed messageExpression: … running out of cost budget". Checking every feature's
+	// messages without a bound exhausted it on a pod of 66 containers that violate every
+	// feature. So a feature with more than 32 messages (32 containers or more violating it:
+	// such a message is mostly cut anyway) is not deduplicated; a message then repeats only
+	// where the pod repeats a value (capabilities.add: [X, X]). TestLargePodsStayWithinCostBudget
+	// holds the bound.
+	celDistinct = `(size(vs) > 32 || vs.all(m, vs.indexOf(m) == vs.lastIndexOf(m)) ? vs : ` +
+		`variables.smallIndexes` +
 		`.filter(i, i < size(vs) && vs.indexOf(vs[i]) == i)` +
 		`.map(i, vs[i]))`
 	// celMessageExpression is a validation's messageExpression; FEATURE is the feature's name.
@@ -111,7 +120,9 @@ const (
 		`(t.lastIndexOf("; ") > 0 ? t.substring(0, t.lastIndexOf("; ")) : t) + ` +
 		`"; psc/FEATURE: " + string(size(ds)) + " violations in all, the rest are not listed (the API server takes messages of up to 5 KiB)")[0])[0])[0])[0]`
 	// celStaticMessage is the validation's message, which the API server uses only when the
-	// messageExpression fails (its runtime cost budget, for one): never "failed expression".
+	// messageExpression has no usable result (an evaluation error, a result it refuses: longer
+	// than 5 KiB, a line break): never "failed expression". (Running out of the cost budget is
+	// different: see celDistinct.)
 	celStaticMessage = "psc/FEATURE: the pod violates this feature (the message that lists its violations could not be built: see the README, \"Why was my pod denied?\")"
 )
 
