@@ -198,3 +198,60 @@ func containerCount(pod map[string]interface{}) int {
 	}
 	return n
 }
+
+// TestManyHostPathMountsStayWithinCostBudget: hostFilesystem used to walk every container's
+// mounts for every hostPath volume; on a compliant pod of 200 hostPath volumes mounted
+// read-only by 5 containers that walk ran the match condition out of its cost budget, and the
+// error denied the pod (failurePolicy Fail) where Rego admitted it. Both engines must admit it,
+// and deny it with hostFilesystem's own message once one mount is writable.
+func TestManyHostPathMountsStayWithinCostBudget(t *testing.T) {
+	ctx := context.Background()
+	v, err := validation.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	engines, err := loadEngines(ctx, v, map[string]interface{}{
+		"volumeTypes": map[string]interface{}{"enabled": true, "allowed": []interface{}{"hostPath"}},
+		"hostFilesystem": map[string]interface{}{"enabled": true,
+			"allowedHostPaths": []interface{}{map[string]interface{}{"pathPrefix": "/var/log", "readOnly": true}}},
+	}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const volumes, containers = 200, 5
+	pod := func(writable bool) map[string]interface{} {
+		var vols, cs []interface{}
+		for i := 0; i < volumes; i++ {
+			vols = append(vols, map[string]interface{}{"name": fmt.Sprintf("v%d", i),
+				"hostPath": map[string]interface{}{"path": fmt.Sprintf("/var/log/app-%d", i)}})
+		}
+		for c := 0; c < containers; c++ {
+			var mounts []interface{}
+			for i := 0; i < volumes; i++ {
+				mounts = append(mounts, map[string]interface{}{"name": fmt.Sprintf("v%d", i),
+					"mountPath": fmt.Sprintf("/logs/%d", i), "readOnly": !(writable && c == containers-1 && i == volumes-1)})
+			}
+			cs = append(cs, map[string]interface{}{"name": fmt.Sprintf("c%d", c), "image": "nginx", "volumeMounts": mounts})
+		}
+		return map[string]interface{}{"apiVersion": "v1", "kind": "Pod",
+			"metadata": map[string]interface{}{"name": "many-mounts", "namespace": "shop"},
+			"spec":     map[string]interface{}{"containers": cs, "volumes": vols}}
+	}
+	for _, writable := range []bool{false, true} {
+		req := policytest.Request{Object: pod(writable), Namespace: "shop"}
+		for _, e := range []*policytest.Evaluator{engines.cel, engines.rego} {
+			vs, err := e.Review(ctx, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			msgs := policytest.Messages(vs)
+			want := 0
+			if writable {
+				want = 1
+			}
+			if len(msgs) != want || (writable && !strings.HasPrefix(msgs[0], `psc/hostFilesystem: container "c4" mounts hostPath volume "v199"`)) {
+				t.Errorf("writable mount %v: %d messages, want %d from hostFilesystem: %.300q", writable, len(msgs), want, msgs)
+			}
+		}
+	}
+}
