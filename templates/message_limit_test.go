@@ -136,11 +136,35 @@ func TestLargePodsStayWithinCostBudget(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The same with the most exemptImages the CRD allows (64), none of which matches: every
+	// container is compared with each.
+	exempt := make([]interface{}, 64)
+	for i := range exempt {
+		exempt[i] = fmt.Sprintf("registry.example.com/team-%02d/*", i)
+	}
+	withExempt := fullSampleRendered(t).Objects(templates.RoleTemplate, templates.RoleConstraint)
+	for _, o := range withExempt {
+		if params, ok := o.Object["spec"].(map[string]interface{})["parameters"].(map[string]interface{}); ok {
+			params["exemptImages"] = exempt
+		}
+	}
+	celExempt, err := policytest.NewWithEngine(ctx, policytest.EngineCEL, withExempt)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
-		pod   string
-		times int
-	}{{"compliant", 1}, {"compliant", 200}, {"all-violating", 1}, {"all-violating", 25}, {"all-violating", 100}} {
-		t.Run(fmt.Sprintf("%s x%d", tc.pod, tc.times), func(t *testing.T) {
+		pod    string
+		times  int
+		exempt bool
+	}{
+		{"compliant", 1, false}, {"compliant", 200, false}, {"all-violating", 1, false}, {"all-violating", 25, false}, {"all-violating", 100, false},
+		{"compliant", 100, true}, {"all-violating", 50, true},
+	} {
+		cel := cel
+		if tc.exempt {
+			cel = celExempt
+		}
+		t.Run(fmt.Sprintf("%s x%d exemptImages %v", tc.pod, tc.times, tc.exempt), func(t *testing.T) {
 			pod := scaledPod(readObject(t, filepath.Join("testdata", "pods", tc.pod+".yaml")), tc.times)
 			vs, err := cel.Review(ctx, policytest.Request{Object: pod, Namespace: "shop"})
 			if err != nil {
