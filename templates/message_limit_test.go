@@ -33,6 +33,13 @@ func TestLongMessagesAreCut(t *testing.T) {
 		}
 		return out
 	}
+	// addingCapabilities is a pod spec of n containers (named after format) adding SYS_ADMIN.
+	addingCapabilities := func(n int, format string) map[string]interface{} {
+		return map[string]interface{}{"containers": many(n, func(i int) map[string]interface{} {
+			return map[string]interface{}{"name": fmt.Sprintf(format, i), "image": "nginx",
+				"securityContext": map[string]interface{}{"capabilities": map[string]interface{}{"add": []interface{}{"SYS_ADMIN"}}}}
+		})}
+	}
 	tests := []struct {
 		name    string
 		spec    map[string]interface{}
@@ -43,19 +50,13 @@ func TestLongMessagesAreCut(t *testing.T) {
 		name:    "few capabilities: not cut",
 		spec:    map[string]interface{}{"capabilities": map[string]interface{}{"enabled": true}},
 		feature: "capabilities",
-		pod: map[string]interface{}{"containers": many(3, func(i int) map[string]interface{} {
-			return map[string]interface{}{"name": fmt.Sprintf("c%d", i), "image": "nginx",
-				"securityContext": map[string]interface{}{"capabilities": map[string]interface{}{"add": []interface{}{"SYS_ADMIN"}}}}
-		})},
+		pod:     addingCapabilities(3, "c%d"),
 	}, {
 		name:    "80 containers adding capabilities (ASCII)",
 		spec:    map[string]interface{}{"capabilities": map[string]interface{}{"enabled": true}},
 		feature: "capabilities",
-		pod: map[string]interface{}{"containers": many(80, func(i int) map[string]interface{} {
-			return map[string]interface{}{"name": fmt.Sprintf("container-with-a-long-name-%03d", i), "image": "nginx",
-				"securityContext": map[string]interface{}{"capabilities": map[string]interface{}{"add": []interface{}{"SYS_ADMIN"}}}}
-		})},
-		cut: true,
+		pod:     addingCapabilities(80, "container-with-a-long-name-%03d"),
+		cut:     true,
 	}, {
 		name:    "60 host paths with non-ASCII names",
 		spec:    map[string]interface{}{"hostFilesystem": map[string]interface{}{"enabled": true}},
