@@ -232,7 +232,8 @@ func PolicyTemplate() (*unstructured.Unstructured, error) {
 		validations = append(validations, map[string]interface{}{
 			"expression": "!" + violating,
 			"messageExpression": strings.NewReplacer("variables.violations", violations, "FEATURE", f.Name,
-				"LIMIT", strconv.Itoa(celMessageLimit), "CUT", strconv.Itoa(celMessageCut)).Replace(celMessageExpression),
+				"LIMIT", strconv.Itoa(celMessageLimit), "CUT", strconv.Itoa(celMessageCut),
+				"CHARS", strconv.Itoa(celMessageCutChars)).Replace(celMessageExpression),
 			"message": strings.ReplaceAll(celStaticMessage, "FEATURE", f.Name),
 		})
 		lines := packageLine.FindAllStringIndex(src.rego, -1)

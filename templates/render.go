@@ -92,6 +92,8 @@ const KubeSystemNamespace = "kube-system"
 const (
 	celMessageLimit = 5000
 	celMessageCut   = 4800
+	// celMessageCutChars is celMessageCut in characters of up to 4 bytes.
+	celMessageCutChars = celMessageCut / 4
 )
 
 const (
@@ -112,11 +114,12 @@ const (
 		`variables.smallIndexes` +
 		`.filter(i, i < size(vs) && vs.indexOf(vs[i]) == i)` +
 		`.map(i, vs[i]))`
-	// celMessageExpression is a validation's messageExpression; FEATURE is the feature's name.
+	// celMessageExpression is a validation's messageExpression; FEATURE, LIMIT, CUT and CHARS are
+	// replaced by the feature's name and the three sizes above.
 	celMessageExpression = `size(variables.violations) == 0 ? "" : [variables.violations].map(vs, ` +
 		`size(bytes(vs.join("; "))) <= LIMIT ? ` + celDistinct + `.join("; ") : ` +
 		`[` + celDistinct + `].map(ds, [ds.join("; ")].map(j, size(bytes(j)) <= LIMIT ? j : ` +
-		`[size(j) == size(bytes(j)) ? j.substring(0, CUT) : j.substring(0, CUT / 4)].map(t, ` +
+		`[size(j) == size(bytes(j)) ? j.substring(0, CUT) : j.substring(0, CHARS)].map(t, ` +
 		`(t.lastIndexOf("; ") > 0 ? t.substring(0, t.lastIndexOf("; ")) : t) + ` +
 		`"; psc/FEATURE: " + string(size(ds)) + " violations in all, the rest are not listed (the API server takes messages of up to 5 KiB)")[0])[0])[0])[0]`
 	// celStaticMessage is the validation's message, which the API server uses only when the
